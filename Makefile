@@ -1,0 +1,46 @@
+# kernel-lab: the README's two commands.
+#   make run   set up this machine, then build, boot, test, benchmark, report
+#   make test  set up this machine, then run the test suite (real VMs included)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian 12 packages the lab runs on the host.
+APT_PACKAGES := linux-source-6.1 make gcc flex bison bc libelf-dev libssl-dev dwarves \
+	patch rsync xz-utils perl git qemu-system-x86 qemu-utils mmdebstrap uidmap \
+	e2fsprogs openssh-client python3-venv ca-certificates
+
+.PHONY: setup apt venv run test lint clean-results
+
+setup: apt venv
+
+# Install only what is missing, so a set-up machine needs no network.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+run: setup
+	$(VENV)/bin/lab run
+
+test: setup
+	$(VENV)/bin/ruff check lab tests
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check lab tests

@@ -1,0 +1,47 @@
+"""`lab doctor`: what this host has, what it lacks, and how to fix it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from lab import host, image, kernel, machine
+from lab.config import LabConfig
+from lab.errors import LabError
+from lab.host import Check
+
+MIN_DISK_GIB = 10.0
+MIN_MEMORY_GIB = 3.0
+
+
+def run_checks(cfg: LabConfig) -> list[Check]:
+    checks = []
+    for tool in sorted(set(kernel.BUILD_TOOLS) | set(image.IMAGE_TOOLS)
+                       | {machine.QEMU, "qemu-img"}):
+        path = shutil.which(tool)
+        checks.append(Check(f"tool {tool}", path is not None, path or "not found",
+                            f"sudo apt-get install {host.PACKAGE_OF.get(tool, tool)}"))
+    checks.append(Check(
+        "kernel source", kernel.DEBIAN_TARBALL.is_file(), str(kernel.DEBIAN_TARBALL),
+        f"sudo apt-get install {kernel.DEBIAN_PACKAGE}"))
+    try:
+        sources = ", ".join(str(p) for p in image.host_apt_sources())
+        checks.append(Check("apt sources for the image", True, sources))
+    except LabError as exc:
+        checks.append(Check("apt sources for the image", False, str(exc),
+                            "add a Debian bookworm entry to /etc/apt/sources.list.d/"))
+    if os.geteuid() != 0:
+        ok = shutil.which("newuidmap") is not None
+        checks.append(Check("unprivileged mmdebstrap", ok,
+                            "uidmap present" if ok else "newuidmap missing",
+                            "sudo apt-get install uidmap"))
+    kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
+    checks.append(Check("kvm /dev/kvm", kvm, "accessible" if kvm else "missing or no access",
+                        "add yourself to the kvm group, or run with --accel tcg (slower)"))
+    disk = host.free_disk_gib(cfg.cache_root)
+    checks.append(Check("disk", disk >= MIN_DISK_GIB, f"{disk:.0f} GiB free in {cfg.cache_root}",
+                        f"free at least {MIN_DISK_GIB:.0f} GiB or set LAB_CACHE elsewhere"))
+    mem = host.free_memory_gib()
+    checks.append(Check("memory", mem >= MIN_MEMORY_GIB, f"{mem:.1f} GiB available",
+                        "two VMs of 1 GiB each plus a kernel build need about 3 GiB"))
+    return checks

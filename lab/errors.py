@@ -1,0 +1,68 @@
+"""One exception hierarchy; the CLI turns each branch into an exit code.
+
+Exit codes: 0 ok, 1 a test or expectation failed, 2 bad input or usage,
+3 infrastructure failure (build, boot, guest, host tools).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LabError(Exception):
+    """Base class. `log_path` and `excerpt` point the user at the evidence."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, log_path: Path | None = None, excerpt: str = "") -> None:
+        super().__init__(message)
+        self.log_path = log_path
+        self.excerpt = excerpt
+
+    def describe(self) -> str:
+        parts = [str(self)]
+        if self.excerpt:
+            parts.append(self.excerpt.rstrip())
+        if self.log_path:
+            parts.append(f"full log: {self.log_path}")
+        return "\n".join(parts)
+
+
+class ConfigError(LabError):
+    """Bad input: a config key, a variant name, a manifest, a command line."""
+
+    exit_code = 2
+
+
+class PatchError(ConfigError):
+    """A patch that does not apply; names the patch file and the failing hunk."""
+
+
+class ToolMissing(LabError):
+    """A host tool is absent; the message says which package to install."""
+
+
+class BuildError(LabError):
+    """The kernel (or a guest program) failed to compile."""
+
+
+class BootError(LabError):
+    """The guest did not come up, or QEMU died."""
+
+
+class GuestError(LabError):
+    """The guest misbehaved after boot: SSH failure, a crash during a command."""
+
+
+class KernelCrash(GuestError):
+    """The console showed a panic, oops, BUG, lockdep or hung-task report."""
+
+
+class ParseError(LabError):
+    """Captured output (fio JSON, console log) could not be understood."""
+
+
+class ExpectationFailed(LabError):
+    """The kernel's observed behaviour contradicts what the variant claims."""
+
+    exit_code = 1

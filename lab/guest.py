@@ -1,0 +1,199 @@
+"""SSH into a running Machine: run, put, get, with the guest's host key pinned.
+
+Remote commands return the same `CommandResult` as local ones. Every call has
+a timeout, and while a command runs the console is watched: a guest that
+panics mid-command is reported with the kernel's own words, not as an SSH
+timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import logging
+import shlex
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import paramiko
+import tenacity
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+
+from lab.errors import GuestError, LabError
+from lab.image import Image
+from lab.machine import Machine
+from lab.proc import CommandResult
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 0.5
+
+
+def _pinned_key(host_key: str) -> paramiko.PKey:
+    kind, b64 = host_key.split()[:2]
+    if kind != "ssh-ed25519":
+        raise GuestError(f"unsupported pinned host key type {kind}")
+    return paramiko.Ed25519Key(data=base64.b64decode(b64))
+
+
+class Guest:
+    """An SSH session to one VM. Use as `with Guest(vm, image) as g:`."""
+
+    def __init__(self, machine: Machine, image: Image, *, command_log: Path | None = None):
+        self.machine = machine
+        self.image = image
+        self.command_log = command_log or machine.log_dir / f"{machine.spec.name}.commands.log"
+        self._conn: Connection | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+
+    def __enter__(self) -> Guest:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _new_connection(self) -> Connection:
+        conn = Connection(
+            host="127.0.0.1",
+            port=self.machine.ssh_port,
+            user="root",
+            config=Config(overrides={"load_ssh_configs": False}),
+            connect_timeout=int(10 * self.machine.scale),
+            connect_kwargs={
+                "key_filename": [str(self.image.ssh_key)],
+                "look_for_keys": False,
+                "allow_agent": False,
+                "banner_timeout": 10 * self.machine.scale,
+                "auth_timeout": 10 * self.machine.scale,
+            },
+        )
+        # Never trust on first use: only the key recorded when the image was built.
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        conn.client.get_host_keys().add(
+            f"[127.0.0.1]:{self.machine.ssh_port}", "ssh-ed25519", _pinned_key(self.image.host_key)
+        )
+        return conn
+
+    def connect(self) -> None:
+        """Connect, retrying while sshd comes up, until the boot deadline."""
+        deadline_s = self.machine.boot_timeout_s
+
+        def attempt() -> Connection:
+            self.machine.check_alive("while connecting over SSH")
+            conn = self._new_connection()
+            try:
+                conn.open()
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(deadline_s),
+            wait=tenacity.wait_fixed(0.5),
+            retry=tenacity.retry_if_exception_type(
+                (OSError, EOFError, paramiko.SSHException)
+            ) & tenacity.retry_if_not_exception_type(paramiko.BadHostKeyException),
+            reraise=True,
+        )
+        try:
+            self._conn = retrying(attempt)
+        except paramiko.BadHostKeyException as exc:
+            raise GuestError(f"{self.machine.spec.name}: guest host key does not match the "
+                             "image's pinned key; refusing to connect") from exc
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise GuestError(f"{self.machine.spec.name}: no SSH within {deadline_s:.0f}s: {exc}",
+                             excerpt=self.machine.console_text()[-3000:]) from exc
+        self.machine.poweroff_hook = self.poweroff
+
+    def close(self) -> None:
+        if self.machine.poweroff_hook == self.poweroff:
+            self.machine.poweroff_hook = None
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _log(self, text: str) -> None:
+        with self.command_log.open("a") as f:
+            f.write(text)
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout: float = 120.0,
+        check: bool = False,
+        scale: bool = True,
+    ) -> CommandResult:
+        """Run a command in the guest; a str is a shell line, a list is quoted.
+
+        The timeout is multiplied by the machine's scale factor unless `scale`
+        is False. A kernel crash while waiting raises KernelCrash.
+        """
+        if self._conn is None:
+            raise GuestError("not connected")
+        line = command if isinstance(command, str) else shlex.join(command)
+        limit = timeout * self.machine.scale if scale else timeout
+        self._log(f"$ {line}\n")
+        start = time.monotonic()
+        future = self._pool.submit(
+            self._conn.run, line, hide=True, warn=True, timeout=limit, in_stream=False
+        )
+        while True:
+            try:
+                res = future.result(timeout=WATCH_INTERVAL_S)
+                break
+            except concurrent.futures.TimeoutError:
+                try:
+                    self.machine.check_alive(f"while running `{line}`")
+                except LabError:
+                    # Unblock the SSH thread; the crash report is the news.
+                    with contextlib.suppress(Exception):
+                        self._conn.close()
+                    raise
+                if time.monotonic() - start > limit + 30:
+                    # A watchdog above the SSH library's own timeout.
+                    with contextlib.suppress(Exception):
+                        self._conn.close()
+                    raise GuestError(f"`{line}` did not return within {limit:.0f}s") from None
+            except CommandTimedOut as exc:
+                self.machine.check_alive(f"while running `{line}`")
+                raise GuestError(
+                    f"`{line}` timed out after {limit:.0f}s in {self.machine.spec.name}",
+                    excerpt=(exc.result.stdout + exc.result.stderr)[-2000:],
+                ) from None
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                self.machine.check_alive(f"while running `{line}`")
+                raise GuestError(f"SSH failed running `{line}`: {exc}") from exc
+        result = CommandResult(line, res.exited, res.stdout, res.stderr,
+                               time.monotonic() - start)
+        self._log(result.stdout + result.stderr + f"[exit {result.exit_status}]\n")
+        if check and not result.ok:
+            raise GuestError(
+                f"`{line}` failed with exit status {result.exit_status} in "
+                f"{self.machine.spec.name}",
+                excerpt=result.tail(),
+            )
+        return result
+
+    def put(self, local: Path, remote: str) -> None:
+        assert self._conn is not None
+        self._conn.put(str(local), remote)
+
+    def get(self, remote: str, local: Path) -> None:
+        assert self._conn is not None
+        self._conn.get(remote, str(local))
+
+    def poweroff(self) -> None:
+        """Ask the guest kernel to power off now (our init has no shutdown path)."""
+        if self._conn is None:
+            return
+        with contextlib.suppress(Exception):
+            self._conn.run("sync; echo o > /proc/sysrq-trigger", hide=True, warn=True,
+                           timeout=5 * self.machine.scale, in_stream=False)

@@ -1,0 +1,98 @@
+"""Patch series as data: a folder with `series.toml` and one file per version.
+
+Adding a series is adding a folder; nothing in the code names a version.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import ConfigError
+
+MANIFEST = "series.toml"
+KNOWN_FEATURES = frozenset({"parallel-direct-writes"})
+
+
+@dataclass(frozen=True)
+class Version:
+    name: str
+    patch: Path
+    features: tuple[str, ...]
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    folder: Path
+    description: str
+    baseline: Path | None
+    versions: tuple[Version, ...]
+    newest: str
+
+    def version(self, name: str) -> Version:
+        for v in self.versions:
+            if v.name == name:
+                return v
+        known = ", ".join(v.name for v in self.versions)
+        raise ConfigError(f"series {self.name}: no version {name!r} (known: {known})")
+
+    def index(self, name: str) -> int:
+        return [v.name for v in self.versions].index(self.version(name).name)
+
+
+def _str(table: dict, key: str, where: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: `{key}` must be a non-empty string")
+    return value
+
+
+def check_features(features: object, where: str) -> tuple[str, ...]:
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise ConfigError(f"{where}: `features` must be a list of strings")
+    unknown = sorted(set(features) - KNOWN_FEATURES)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown feature(s) {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(KNOWN_FEATURES))})"
+        )
+    return tuple(features)
+
+
+def load_series(folder: Path) -> Series:
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        raise ConfigError(f"{folder}: not a patch series (no {MANIFEST})")
+    try:
+        data = tomllib.loads(manifest.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{manifest}: {exc}") from exc
+    where = str(manifest)
+    name = _str(data, "name", where)
+    baseline = None
+    if "baseline" in data:
+        baseline = folder / _str(data, "baseline", where)
+        if not baseline.is_file():
+            raise ConfigError(f"{where}: `baseline` names a missing file {baseline}")
+    raw_versions = data.get("version")
+    if not isinstance(raw_versions, list) or not raw_versions:
+        raise ConfigError(f"{where}: needs at least one [[version]] table")
+    versions = []
+    for i, raw in enumerate(raw_versions):
+        vwhere = f"{where}: version #{i + 1}"
+        vname = _str(raw, "name", vwhere)
+        patch = folder / _str(raw, "file", vwhere)
+        if not patch.is_file():
+            raise ConfigError(f"{vwhere} ({vname}): `file` names a missing file {patch}")
+        features = check_features(raw.get("features", []), f"{vwhere} ({vname})")
+        versions.append(Version(vname, patch, features, str(raw.get("summary", ""))))
+    names = [v.name for v in versions]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: version names repeat: {names}")
+    newest = str(data.get("newest", names[-1]))
+    if newest not in names:
+        raise ConfigError(f"{where}: `newest` = {newest!r} is not a version")
+    return Series(name, folder, str(data.get("description", "")), baseline, tuple(versions), newest)

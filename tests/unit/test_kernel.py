@@ -1,0 +1,123 @@
+"""Patches, config checks and cache keys, on tiny real trees (no kernel build)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from lab import kernel
+from lab.errors import PatchError
+from lab.kernel import KernelSource, Variant
+
+GOOD = """\
+--- a/fs/demo.c
++++ b/fs/demo.c
+@@ -1,3 +1,3 @@
+ int a;
+-int b;
++int b_changed;
+ int c;
+--- /dev/null
++++ b/fs/new.c
+@@ -0,0 +1 @@
++int created;
+"""
+
+BAD = """\
+--- a/fs/other.c
++++ b/fs/other.c
+@@ -1,2 +1,2 @@
+ int x;
+-int this_line_is_not_there;
++int y;
+"""
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    (root / "fs").mkdir(parents=True)
+    (root / "fs/demo.c").write_text("int a;\nint b;\nint c;\n")
+    (root / "fs/other.c").write_text("int x;\nint z;\n")
+    return root
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()}
+
+
+def test_patch_targets_of_the_real_series():
+    series = Path(__file__).resolve().parents[2] / "patches/fuse-parallel-dio"
+    for patch in series.glob("*.patch"):
+        assert kernel.patch_targets(patch) == ["fs/fuse/file.c", "include/uapi/linux/fuse.h"]
+
+
+def test_apply_then_restore_gives_back_the_pristine_tree(tree, tmp_path):
+    before = _snapshot(tree)
+    good = tmp_path / "good.patch"
+    good.write_text(GOOD)
+    touched = kernel.apply_patches(tree, [good], tmp_path / "log")
+    assert touched == ["fs/demo.c", "fs/new.c"]
+    assert "b_changed" in (tree / "fs/demo.c").read_text()
+    assert (tree / "fs/new.c").exists()
+    kernel.restore_tree(tree)
+    assert _snapshot(tree) == before
+
+
+def test_patch_that_does_not_apply_names_file_and_hunk_and_leaves_tree_pristine(tree, tmp_path):
+    before = _snapshot(tree)
+    good, bad = tmp_path / "good.patch", tmp_path / "bad.patch"
+    good.write_text(GOOD)
+    bad.write_text(BAD)
+    with pytest.raises(PatchError) as info:
+        kernel.apply_patches(tree, [good, bad], tmp_path / "log")
+    err = info.value
+    assert str(bad) in str(err)
+    assert "fs/other.c" in err.excerpt and "Hunk #1 FAILED" in err.excerpt
+    assert err.exit_code == 2
+    assert _snapshot(tree) == before  # the good patch was taken out again
+
+
+def test_restore_after_a_crash_mid_build(tree, tmp_path):
+    """A lab process killed between apply and restore: the next apply recovers."""
+    before = _snapshot(tree)
+    good = tmp_path / "good.patch"
+    good.write_text(GOOD)
+    kernel.apply_patches(tree, [good], tmp_path / "log")
+    kernel.apply_patches(tree, [good], tmp_path / "log")  # would fail if not restored first
+    kernel.restore_tree(tree)
+    assert _snapshot(tree) == before
+
+
+def test_unmet_options_name_the_symbol(tmp_path):
+    frag = tmp_path / "x.config"
+    frag.write_text("CONFIG_FUSE_FS=y\n# CONFIG_MODULES is not set\nCONFIG_NOT_A_SYMBOL=y\n")
+    final = "CONFIG_FUSE_FS=y\n# CONFIG_MODULES is not set\n"
+    problems = kernel.unmet_options([frag], final)
+    assert len(problems) == 1
+    assert "CONFIG_NOT_A_SYMBOL=y" in problems[0] and "x.config" in problems[0]
+
+
+def test_parse_config_reads_values_and_unset_lines():
+    cfg = kernel.parse_config('CONFIG_A=y\nCONFIG_S="x y"\n# CONFIG_B is not set\n# comment\n')
+    assert cfg == {"CONFIG_A": "y", "CONFIG_S": '"x y"', "CONFIG_B": "n"}
+
+
+def test_variant_key_covers_every_input(tmp_path):
+    src = KernelSource("debian-1", tmp_path, "test")
+    p1, p2, frag = tmp_path / "a.patch", tmp_path / "b.patch", tmp_path / "f.config"
+    p1.write_text("one")
+    p2.write_text("two")
+    frag.write_text("CONFIG_A=y\n")
+    v = Variant("x", src, (p1,), (frag,))
+    assert v.key() == Variant("renamed", src, (p1,), (frag,)).key()  # names don't matter
+    assert v.key() != dataclasses.replace(v, patches=(p2,)).key()
+    assert v.key() != dataclasses.replace(v, patches=(p1, p2)).key()
+    assert v.key() != dataclasses.replace(v, source=KernelSource("debian-2", tmp_path, "")).key()
+    frag2 = tmp_path / "g.config"
+    frag2.write_text("CONFIG_A=n\n")
+    assert v.key() != dataclasses.replace(v, fragments=(frag2,)).key()
+    p1.write_text("one, edited")
+    assert v.key() != Variant("x", src, (tmp_path / "b.patch",), (frag,)).key()
