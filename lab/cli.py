@@ -14,10 +14,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from lab import config, pipeline
-from lab.errors import ConfigError, LabError
+from lab.errors import BuildError, ConfigError, LabError, PatchError
 from lab.pipeline import VariantRequest
 from lab.ui import Ui
 
@@ -68,8 +69,6 @@ def _request(args: argparse.Namespace, names: list[str]) -> VariantRequest:
 def _cfg(args: argparse.Namespace) -> config.LabConfig:
     cfg = config.load(args.config)
     if getattr(args, "accel", None):
-        from dataclasses import replace
-
         cfg = replace(cfg, vm=replace(cfg.vm, accel=args.accel))
     return cfg
 
@@ -157,6 +156,100 @@ def cmd_doctor(args: argparse.Namespace, ui: Ui) -> int:
     return 0 if all(c.ok for c in checks if not c.name.startswith("kvm")) else 3
 
 
+def _shard(args: argparse.Namespace):
+    from lab.shard import parse_shard
+
+    return parse_shard(args.shard) if args.shard else None
+
+
+def _argv_for_reproducer() -> list[str]:
+    return sys.argv[1:]
+
+
+def cmd_test(args: argparse.Namespace, ui: Ui) -> int:
+    from lab import runs
+
+    cfg = _cfg(args)
+    out = _results_dir(cfg, args, "test-")
+    try:
+        results = runs.test_job(cfg, _request(args, args.variant), out, ui, case_expr=args.k,
+                                repeat=args.repeat, shard=_shard(args),
+                                argv=_argv_for_reproducer())
+    except LabError as exc:
+        if args.bisect_run:
+            # git bisect run: a tree that cannot be built or patched is "skip".
+            ui.error(exc.describe())
+            return 125 if isinstance(exc, (BuildError, PatchError)) else 128
+        raise
+    print(runs.checks_matrix(results))
+    for c in results.checks:
+        if not c.passed:
+            print(f"FAIL {c.variant} {c.name}: expected {c.expected}; observed {c.observed}")
+    ui.note(f"results: {out}")
+    return 0 if all(c.passed for c in results.checks) else 1
+
+
+def _bench_cfg(cfg: config.LabConfig, args: argparse.Namespace) -> config.LabConfig:
+    bench = cfg.bench
+    changes = {}
+    if args.workload:
+        changes["workloads"] = tuple(w for v in args.workload for w in v.split(","))
+    if args.jobs:
+        changes["jobs"] = tuple(int(j) for v in args.jobs for j in v.split(","))
+    if args.mode:
+        changes["modes"] = tuple(m for v in args.mode for m in v.split(","))
+    if args.repeat:
+        changes["repeat"] = args.repeat
+    if changes:
+        bench = replace(bench, **changes)
+        bench.validate("command line")
+    return replace(cfg, bench=bench)
+
+
+def cmd_run(args: argparse.Namespace, ui: Ui) -> int:
+    from lab import runs
+
+    cfg = _bench_cfg(_cfg(args), args)
+    out = _results_dir(cfg, args, "run-")
+    ui.note(f"results: {out}")
+    results = runs.main_job(cfg, out, ui, names=args.variant or ["baseline", "patched"],
+                            shard=_shard(args), argv=_argv_for_reproducer(),
+                            with_checks=args.cmd == "run", req=_request(args, args.variant))
+    print(runs.summary_table(results))
+    if results.checks:
+        print(runs.checks_matrix(results))
+    ui.note(f"report: {out / 'report.md'} and report.html")
+    return 0 if all(c.passed for c in results.checks) else 1
+
+
+def cmd_report(args: argparse.Namespace, ui: Ui) -> int:
+    from lab import report
+    from lab.results import RunResults
+
+    shards = []
+    for d in args.merge:
+        path = d / "results.json" if d.is_dir() else d
+        if not path.is_file():
+            raise ConfigError(f"{d}: no results.json")
+        shards.append(RunResults.load(path))
+    merged = report.merge(shards)
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths = report.write_report(merged, args.out)
+    ui.note(f"merged {len(shards)} result sets into {paths['markdown'].parent}")
+    return 0 if all(c.passed for c in merged.checks) else 1
+
+
+def cmd_bisect(args: argparse.Namespace, ui: Ui) -> int:
+    from lab import bisect_job
+
+    cfg = _cfg(args)
+    out = _results_dir(cfg, args, "bisect-")
+    result = bisect_job.run(cfg, args, out, ui)
+    print(result.message)
+    ui.note(f"step log: {out / 'bisect.json'}")
+    return 0 if result.first else 1
+
+
 # --- entry point ----------------------------------------------------------------
 
 
@@ -192,6 +285,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check the host and say what to install")
     _add_common(p)
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("test", help="run the regression suite on variants")
+    _add_common(p)
+    _add_variants(p)
+    p.add_argument("-k", metavar="EXPR", help="cases whose name contains EXPR (a,b for several)")
+    p.add_argument("--repeat", type=int, default=1, help="run each case N times (flake check)")
+    p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+    p.add_argument("--bisect-run", action="store_true",
+                   help="exit codes for git bisect run: 0 good, 1 bad, 125 skip")
+    p.set_defaults(func=cmd_test)
+
+    for name, helptext in (("bench", "benchmark variants with fio over FUSE"),
+                           ("run", "the main job: build, boot, check, benchmark, report")):
+        p = sub.add_parser(name, help=helptext)
+        _add_common(p)
+        _add_variants(p)
+        p.add_argument("--workload", action="append", help="ssf, ssf-presized, fpj")
+        p.add_argument("--jobs", action="append", help="numjobs list, e.g. 1,2,4,8")
+        p.add_argument("--mode", action="append", help="null, latency")
+        p.add_argument("--repeat", type=int, help="repeats per point")
+        p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+        p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="merge shard results into one report")
+    p.add_argument("--merge", nargs="+", type=Path, required=True, metavar="DIR")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("bisect", help="find the version or commit where a case changes")
+    _add_common(p)
+    p.add_argument("--series", type=Path, help="a patch series folder (bisect its versions)")
+    p.add_argument("--kernel-tree", type=Path, metavar="PATH", help="a git kernel tree")
+    p.add_argument("--good", help="known good revision (with --kernel-tree)")
+    p.add_argument("--bad", help="known bad revision (with --kernel-tree)")
+    p.add_argument("--test", required=True, metavar="CASE", help="case name or unique part")
+    p.add_argument("--expect", action="append", default=[], metavar="FEATURE")
+    p.add_argument("--repeat", type=int, default=1, help="runs per step (flaky cases)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--first-good", action="store_true", help="first version that passes")
+    which.add_argument("--first-bad", action="store_true", help="first version that fails")
+    p.set_defaults(func=cmd_bisect)
 
     return parser
 

@@ -10,6 +10,7 @@ sibling's, so only what its patches touch is compiled.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -18,7 +19,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,13 @@ class KernelSource:
     key: str
     path: Path
     description: str
+    # Sources that share one tree (the commits of a git bisect) share build
+    # folders and a lock, so each step is an incremental build.
+    group: str = ""
+
+    @property
+    def build_group(self) -> str:
+        return self.group or self.key
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,7 @@ def tree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSource:
             what="copying the kernel tree",
         )
         key = f"tree-{name}-{_tree_fingerprint(dest)}"
-    return KernelSource(key, dest, f"kernel tree {tree}")
+    return KernelSource(key, dest, f"kernel tree {tree}", group=f"tree-{name}")
 
 
 def _tree_fingerprint(root: Path) -> str:
@@ -333,31 +341,31 @@ def build(
     log_path.write_text("")
     start = time.monotonic()
     tree = variant.source.path
-    with cache.locked(cache_root / "locks" / f"src-{variant.source.key}.lock"):
+    with cache.locked(cache_root / "locks" / f"src-{variant.source.build_group}.lock"):
         if meta_path.is_file():  # another lab process built it while we waited
             return _from_meta(variant, art, cached=True)
         bdir = _build_dir(variant, cache_root)
         touched = apply_patches(tree, variant.patches, log_path)
-        try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(restore_tree, tree)
             _mark_stale(tree, bdir, touched)
-            _configure(variant, tree, bdir, log_path)
+            work = stack.enter_context(_at_work_path(bdir))
+            _configure(variant, tree, work, log_path)
             release_suffix = f"-lab-{key[:8]}"
             env = {
                 "KBUILD_BUILD_USER": "kernel-lab",
                 "KBUILD_BUILD_HOST": "kernel-lab",
                 "KBUILD_BUILD_TIMESTAMP": "kernel-lab",
             }
-            argv = ["make", "-C", tree, f"O={bdir}", f"-j{jobs or os.cpu_count() or 2}",
+            argv = ["make", "-C", tree, f"O={work}", f"-j{jobs or os.cpu_count() or 2}",
                     f"LOCALVERSION={release_suffix}", "bzImage"]
-            (bdir / ".lab-reproduce").write_text(
+            (work / ".lab-reproduce").write_text(
                 "# rebuild this variant by hand (patches applied to the tree first):\n"
                 + shlex.join(str(a) for a in argv) + "\n"
             )
             proc.run(argv, timeout=3 * 3600, log_path=log_path, env=env,
                      on_line=_BuildProgress(progress), error=BuildError,
                      what=f"building {variant.build_name}")
-        finally:
-            restore_tree(tree)
         release = (bdir / "include/config/kernel.release").read_text().strip()
         staging = art.with_name(art.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
@@ -407,7 +415,7 @@ def _build_dir(variant: Variant, cache_root: Path) -> Path:
     are valid here except for the files patches touched, which `_mark_stale`
     forces make to rebuild.
     """
-    group = cache_root / "build" / variant.source.key / variant.config_key()[:16]
+    group = cache_root / "build" / variant.source.build_group / variant.config_key()[:16]
     bdir = group / variant.build_name
     if (bdir / ".lab-ok").exists():
         return bdir
@@ -423,6 +431,34 @@ def _build_dir(variant: Variant, cache_root: Path) -> Path:
     else:
         bdir.mkdir(parents=True)
     return bdir
+
+
+@contextlib.contextmanager
+def _at_work_path(bdir: Path) -> Iterator[Path]:
+    """Move the variant's build folder to the group's fixed `work` path for
+    the length of a build.
+
+    kbuild records the (symlink-resolved) output path in its command files,
+    objtool's above all, and every object depends on objtool: a folder copied
+    from a sibling would rebuild everything under a new path. Building every
+    variant at the same path keeps what kbuild recorded valid. The source lock
+    is held, so only one build uses `work` at a time.
+    """
+    work = bdir.parent / "work"
+    owner = work / ".lab-variant"
+    if work.exists():  # a build was killed: give the folder back to its variant
+        name = owner.read_text().strip() if owner.exists() else ""
+        if name and not (bdir.parent / name).exists():
+            os.rename(work, bdir.parent / name)
+        else:
+            shutil.rmtree(work)
+    os.rename(bdir, work)
+    owner.write_text(bdir.name + "\n")
+    try:
+        yield work
+    finally:
+        owner.unlink(missing_ok=True)
+        os.rename(work, bdir)
 
 
 def _mark_stale(tree: Path, bdir: Path, touched: list[str]) -> None:

@@ -44,14 +44,15 @@
  * libfuse >= 3.14.1 has fuse_file_info.parallel_direct_writes; 3.14.0
  * (Debian 12) cannot express the flag through fuse_reply_open() or
  * fuse_reply_create(), so there we build those two replies ourselves.
- * libfuse 3.14 defines no hotfix macro; an undefined one reads as 0 here.
+ * libfuse 3.14.0 defines no hotfix macro, hence the defined() test.
  * -DLAB_RAW_OPEN_REPLY=1 forces the raw replies anywhere.
  */
 #ifndef LAB_RAW_OPEN_REPLY
 #if FUSE_MAJOR_VERSION > 3 ||                                                 \
 	(FUSE_MAJOR_VERSION == 3 &&                                           \
 	 (FUSE_MINOR_VERSION > 14 ||                                          \
-	  (FUSE_MINOR_VERSION == 14 && FUSE_HOTFIX_VERSION >= 1)))
+	  (FUSE_MINOR_VERSION == 14 && defined(FUSE_HOTFIX_VERSION) &&        \
+	   FUSE_HOTFIX_VERSION >= 1)))
 #define LAB_RAW_OPEN_REPLY 0
 #else
 #define LAB_RAW_OPEN_REPLY 1
@@ -290,7 +291,8 @@ struct labinode {
 
 static pthread_mutex_t tab_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct labinode *inodes;
-static struct fstats root_stats = {.path = "", .mtx = PTHREAD_MUTEX_INITIALIZER};
+static struct fstats root_stats = {.path = "",
+				   .mtx = PTHREAD_MUTEX_INITIALIZER};
 static struct labinode root = {.nlookup = 1, .st = &root_stats};
 
 static struct labinode *IN(fuse_ino_t ino)
@@ -1165,14 +1167,15 @@ int main(int argc, char **argv)
 		write_pidfile();
 	else
 		daemonize();
-	/* Started only now: threads do not survive the fork. */
-	if (pthread_create(&sigthr, NULL, sigusr1_thread, NULL))
-		die(1, "cannot start the SIGUSR1 thread");
-
+	/* Started only now: threads do not survive the fork.  Failing here
+	 * must not leave a dead mount behind. */
+	if (pthread_create(&sigthr, NULL, sigusr1_thread, NULL) ||
+	    !(cfg = fuse_loop_cfg_create())) {
+		fuse_session_unmount(se);
+		die(1, "cannot start the server threads");
+	}
 	/* As many idle workers as workers: libfuse then never reaps one
 	 * between bursts, and a request never waits for a thread. */
-	if (!(cfg = fuse_loop_cfg_create()))
-		die(1, "cannot allocate the loop config");
 	fuse_loop_cfg_set_max_threads(cfg, (unsigned)opt.threads);
 	fuse_loop_cfg_set_idle_threads(cfg, (unsigned)opt.threads);
 	ret = fuse_session_loop_mt(se, cfg); /* until unmount or signal */

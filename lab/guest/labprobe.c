@@ -5,16 +5,7 @@
  * hitting the kernel at the same instant at these exact offsets" or "writes
  * racing a truncate the server is sitting on", so this does it and prints ONE
  * JSON object on stdout; the Python side correlates it with labfs' counters.
- *
- *   labprobe pwrite --file=F --writers=N --block=B [--base=OFF] [--stride=S]
- *                   [--presize=BYTES] [--direct] [--verify]
- *   labprobe append --file=F --writers=N --records=M --record=B [--direct]
- *   labprobe truncate-race --file=F --writers=N --block=B --presize=BYTES
- *                   --truncate-to=T --writer-delay-ms=D [--direct] [--verify]
- *   labprobe mixed --file=F --size=BYTES --block=B
- *   labprobe write-until-error --file=F --writers=N --block=B --count=C
- *                   [--base=OFF] [--presize=BYTES] [--direct]
- * Numbers take an optional k/m/g (x1024) suffix.
+ * Command line: see USAGE below.
  *
  * Exit: 0 = the probe ran (failed writes are data, not errors), 2 = usage
  * error, 1 = unexpected setup failure ("labprobe: message" on stderr).
@@ -44,6 +35,17 @@
 #define MAX_EXAMPLES 8
 #define OFF_MASK 0xffffffffffffULL
 
+#define USAGE \
+"usage: labprobe pwrite --file=F --writers=N --block=B [--base=OFF] [--stride=S]\n" \
+"                       [--presize=BYTES] [--direct] [--verify]\n" \
+"       labprobe append --file=F --writers=N --records=M --record=B [--direct]\n" \
+"       labprobe truncate-race --file=F --writers=N --block=B --presize=BYTES\n" \
+"                       --truncate-to=T --writer-delay-ms=D [--direct] [--verify]\n" \
+"       labprobe mixed --file=F --size=BYTES --block=B\n" \
+"       labprobe write-until-error --file=F --writers=N --block=B --count=C\n" \
+"                       [--base=OFF] [--presize=BYTES] [--direct]\n" \
+"numbers: decimal or 0x hex, optional k/m/g (x1024) suffix\n"
+
 static void __attribute__((noreturn, format(printf, 2, 3)))
 fail(int rc, const char *fmt, ...)
 {
@@ -52,7 +54,7 @@ fail(int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fputs(rc == 2 ? "\n(see the header of labprobe.c for usage)\n" : "\n", stderr);
+	fputs(rc == 2 ? "\n" USAGE : "\n", stderr);
 	exit(rc);
 }
 #define die(...) fail(1, __VA_ARGS__)
@@ -104,14 +106,11 @@ static void jclose(char c) { putchar(c); jdepth--; }
 static void kint(const char *k, long long v) { jkey(k); jsep(); printf("%lld", v); }
 static void kms(const char *k, double v) { jkey(k); jsep(); printf("%.3f", v); }
 static void kbool(const char *k, int v) { jkey(k); jsep(); fputs(v ? "true" : "false", stdout); }
-static void kstr(const char *k, const char *s)
+static void kstr(const char *k, const char *s)    /* NULL => null */
 {
 	jkey(k);
 	jsep();
-	if (s)
-		jstr_raw(s);
-	else
-		fputs("null", stdout);
+	s ? jstr_raw(s) : (void)fputs("null", stdout);
 }
 /* KINTS({"a", x}, {"b", y}): several integer members in one go. */
 struct kv { const char *k; long long v; };
@@ -538,8 +537,11 @@ static void cmd_pwrite(void)
 	run_writers(M_SINGLE, base, stride, blk, NULL);
 
 	emit_head("pwrite");
-	KINTS({"block", blk}, {"base", base}, {"stride", stride},
-	      {"presize", has(OF_PRESIZE) ? (long long)val[OF_PRESIZE] : -1});
+	KINTS({"block", blk}, {"base", base}, {"stride", stride});
+	if (has(OF_PRESIZE))
+		kint("presize", val[OF_PRESIZE]);
+	else
+		kstr("presize", NULL);
 	emit_writers();
 	emit_final_size();
 	if (has(OF_VERIFY))
@@ -587,11 +589,16 @@ static void cmd_append(void)
 	long long fsz = emit_final_size();
 
 	/* Read the whole file back (buffered) and walk it record by record. */
-	int fd = fsz >= 0 ? open(file, O_RDONLY) : -1, rerr = fsz >= 0 ? errno : 0;
-	unsigned char *data = fd >= 0 ? abuf((size_t)fsz) : NULL;
-	ssize_t got = fd >= 0 ? pread_full(fd, data, (size_t)fsz, 0) : -1;
+	int fd = open(file, O_RDONLY), rerr = errno;
+	unsigned char *data = NULL;
+	ssize_t got = -1;
+	if (fd >= 0 && fsz >= 0) {
+		data = abuf((size_t)fsz);
+		got = pread_full(fd, data, (size_t)fsz, 0);
+		rerr = errno;
+	}
 	if (fd >= 0)
-		rerr = errno, close(fd);
+		close(fd);
 	kbool("read_ok", got >= 0);
 	if (got < 0) {
 		kerrno("read_errno", rerr);
@@ -658,6 +665,7 @@ static void cmd_append(void)
 	KINTS({"garbage_bytes", garbage}, {"out_of_order", out_of_order});
 	kbool("ok", !write_errors && found == total && distinct == total && !ntorn &&
 		    !out_of_order && (uint64_t)fsz == expected);
+	free(data), free(cnt), free(lastseq);
 }
 
 /* ----------------------------------------------------- 3. truncate-race */
@@ -837,6 +845,7 @@ static void cmd_mixed(void)
 	emit_final_size();
 	kbool("ok", ok && fdd >= 0 && !werr && !ferr && !derr && dok == nblk / 2);
 	close(fdb);
+	free(isb), free(buf);
 }
 
 /* -------------------------------------------------- 5. write-until-error */

@@ -1,0 +1,137 @@
+"""`lab bisect`: the bisect algorithm (lab/bisect.py) fed by real builds and VMs.
+
+Each step builds one candidate (incrementally: versions share the source
+copy, commits share one private clone), boots it in a fresh VM, runs one
+case `--repeat` times and turns the outcomes into a verdict. A candidate
+that does not build or whose patch does not apply is SKIP; a broken host or
+guest is retried and then aborts the bisection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from lab import bisect, cache, kernel, pipeline, proc, suite, variants, workloads
+from lab.bisect import BisectResult, InfraFailure, Step, Verdict
+from lab.config import LabConfig
+from lab.errors import BuildError, ConfigError, LabError, PatchError
+from lab.image import Image
+from lab.kernel import KernelSource, Variant
+from lab.series import check_features, load_series
+from lab.ui import Ui
+
+
+def _one_case(expr: str) -> suite.Case:
+    cases = suite.select(expr)
+    exact = [c for c in cases if c.name == expr]
+    if len(cases) > 1 and not exact:
+        raise ConfigError(f"--test {expr!r} matches several cases: "
+                          f"{', '.join(c.name for c in cases)}")
+    return exact[0] if exact else cases[0]
+
+
+class _Tester:
+    """Build, boot, run one case; one call per bisect step."""
+
+    def __init__(self, cfg: LabConfig, case: suite.Case, repeat: int, out: Path, ui: Ui,
+                 make_variant) -> None:
+        self.cfg = cfg
+        self.case = case
+        self.repeat = repeat
+        self.out = out
+        self.ui = ui
+        self.make_variant = make_variant
+        self.image: Image | None = None
+
+    def __call__(self, candidate: str) -> Step:
+        start = time.monotonic()
+        log_dir = self.out / bisect.short(candidate)
+        try:
+            variant: Variant = self.make_variant(candidate)
+            build = pipeline.build_variants(self.cfg, [variant], log_dir, self.ui)[0]
+        except (BuildError, PatchError) as exc:
+            return Step(candidate, -1, Verdict.SKIP, time.monotonic() - start,
+                        f"cannot test: {str(exc).splitlines()[0]}")
+        built_s = time.monotonic() - start
+        try:
+            if self.image is None:
+                self.image = pipeline.image(self.cfg, self.out, self.ui)
+            accel = pipeline.accelerator(self.cfg, build.bzimage, log_dir, self.ui)
+            with pipeline.booted(self.cfg, build, self.image, accel, log_dir) as (vm, guest):
+                workloads.deploy(guest, self.cfg.cache_root)
+                result = suite.run_case(self.case, guest, candidate, build.features, 1)
+                runs = [result]
+                for _ in range(self.repeat - 1):
+                    runs.append(suite.run_case(self.case, guest, candidate, build.features, 1))
+                boot_s = vm.boot_seconds
+        except LabError as exc:
+            raise InfraFailure(f"{candidate}: {str(exc).splitlines()[0]}",
+                               log_path=exc.log_path, excerpt=exc.excerpt) from exc
+        verdict = bisect.verdict_from_runs([r.passed for r in runs])
+        passes = sum(r.passed for r in runs)
+        return Step(candidate, -1, verdict, time.monotonic() - start,
+                    f"{passes}/{len(runs)} passed: {runs[-1].observed}",
+                    {"build_s": round(built_s, 1), "boot_s": round(boot_s, 1),
+                     "cached_build": build.cached, "release": build.release})
+
+
+def run(cfg: LabConfig, args: argparse.Namespace, out: Path, ui: Ui) -> BisectResult:
+    case = _one_case(args.test)
+    if bool(args.series) == bool(args.kernel_tree):
+        raise ConfigError("lab bisect needs exactly one of --series DIR or --kernel-tree PATH")
+    if args.series:
+        series = load_series(args.series.resolve())
+        source = kernel.debian_source(cfg.cache_root, out)
+        candidates = [v.name for v in series.versions]
+        looking_for = "first-bad" if args.first_bad else "first-good"
+        verify_ends = True
+        scfg = replace(cfg, series=series.folder)
+
+        def make_variant(name: str) -> Variant:
+            return variants.resolve([name], cfg=scfg, series=series, source=source)[0]
+    else:
+        if not (args.good and args.bad):
+            raise ConfigError("--kernel-tree bisection needs --good REV and --bad REV")
+        repo = args.kernel_tree.expanduser().resolve()
+        good = bisect.resolve(repo, args.good)
+        bad = bisect.resolve(repo, args.bad)
+        # The older end is where we start; a "bad" older than "good" means we
+        # are looking for the fix, as with git bisect's old/new terms.
+        if _is_ancestor(repo, good, bad):
+            candidates, looking_for = bisect.rev_list(repo, good, bad), "first-bad"
+        elif _is_ancestor(repo, bad, good):
+            candidates, looking_for = bisect.rev_list(repo, bad, good), "first-good"
+        else:
+            raise ConfigError(f"--good {args.good} and --bad {args.bad} are not on one line")
+        verify_ends = False
+        clone = cfg.cache_root / "bisect" / cache.digest([str(repo)])[:12]
+        group = f"git-{cache.digest([str(repo)])[:12]}"
+        features = check_features(list(args.expect), "--expect")
+
+        def make_variant(rev: str) -> Variant:
+            tree = bisect.private_checkout(repo, rev, clone, log_path=out / "git.log")
+            src = KernelSource(f"{group}-{rev}", tree, f"{repo} at {bisect.short(rev)}",
+                               group=group)
+            return Variant("tree", src, (), tuple(cfg.fragments), features)
+
+    tester = _Tester(cfg, case, args.repeat, out, ui, make_variant)
+
+    def show(step: Step) -> None:
+        ui.note(bisect.format_step(step))
+
+    ui.note(f"bisecting {len(candidates)} candidates for the {looking_for} of {case.name}")
+    start = time.monotonic()
+    result = bisect.bisect(candidates, tester, looking_for=looking_for, verify_ends=verify_ends,
+                           on_step=show)
+    cache.write_json(out / "bisect.json", {**result.to_dict(), "case": case.name,
+                                           "seconds": round(time.monotonic() - start, 1)})
+    return result
+
+
+def _is_ancestor(repo: Path, older: str, newer: str) -> bool:
+    res = proc.run(["git", "-C", repo, "merge-base", "--is-ancestor", older, newer],
+                   timeout=60, check=False)
+    return res.exit_status == 0

@@ -1,0 +1,200 @@
+"""What runs inside a guest: our FUSE server, the probes, fio.
+
+The C sources in lab/guest/ are compiled in the guest against its own
+libfuse at first use, and the binaries are cached on the host by the hash of
+the sources and the image, so later VMs only copy them in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import cache
+from lab.errors import GuestError, ParseError
+from lab.fio import FioJob, FioResult, parse_fio_json, render_job
+from lab.guest import Guest
+
+GUEST_SRC = Path(__file__).resolve().parent / "guest"
+SOURCES = ("Makefile", "labfs.c", "labprobe.c")
+REMOTE = "/opt/lab"
+BINARIES = ("labfs", "labprobe")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """labfs's command line; defaults are the benchmark's server."""
+
+    direct_io: bool = True
+    parallel_direct_writes: bool = True
+    null_writes: bool = False
+    delay_write_us: int = 0
+    delay_setattr_us: int = 0
+    short_write: int = 0
+    fail_write_every: int = 0
+    fail_write_errno: str = "EIO"
+    threads: int = 64
+
+    def argv(self) -> list[str]:
+        onoff = {True: "on", False: "off"}
+        args = [f"--direct-io={onoff[self.direct_io]}",
+                f"--parallel-direct-writes={onoff[self.parallel_direct_writes]}",
+                f"--threads={self.threads}"]
+        if self.null_writes:
+            args.append("--null-writes")
+        if self.delay_write_us:
+            args.append(f"--delay-write-us={self.delay_write_us}")
+        if self.delay_setattr_us:
+            args.append(f"--delay-setattr-us={self.delay_setattr_us}")
+        if self.short_write:
+            args.append(f"--short-write={self.short_write}")
+        if self.fail_write_every:
+            args += [f"--fail-write-every={self.fail_write_every}",
+                     f"--fail-write-errno={self.fail_write_errno}"]
+        return args
+
+
+def sources_key(image_key: str) -> str:
+    return cache.digest([image_key, *((GUEST_SRC / f).read_bytes() for f in SOURCES)])
+
+
+def deploy(guest: Guest, cache_root: Path) -> None:
+    """Put labfs and labprobe into the guest, compiling them there once."""
+    key = sources_key(guest.image.key)
+    art = cache_root / "guest-bin" / key[:24]
+    guest.run(["mkdir", "-p", f"{REMOTE}/bin", f"{REMOTE}/src"], check=True)
+    if all((art / b).is_file() for b in BINARIES):
+        for b in BINARIES:
+            guest.put(art / b, f"{REMOTE}/bin/{b}")
+        guest.run(["chmod", "755", *(f"{REMOTE}/bin/{b}" for b in BINARIES)], check=True)
+        return
+    for f in SOURCES:
+        guest.put(GUEST_SRC / f, f"{REMOTE}/src/{f}")
+    result = guest.run(["make", "-C", f"{REMOTE}/src", "all"], timeout=120)
+    if not result.ok:
+        raise GuestError("compiling the guest programs failed", excerpt=result.tail())
+    guest.run(f"cp {REMOTE}/src/labfs {REMOTE}/src/labprobe {REMOTE}/bin/", check=True)
+    with cache.locked(cache_root / "locks" / "guest-bin.lock"):
+        staging = art.with_name(art.name + ".partial")
+        staging.mkdir(parents=True, exist_ok=True)
+        for b in BINARIES:
+            guest.get(f"{REMOTE}/bin/{b}", staging / b)
+        cache.publish_dir(staging, art)
+
+
+class FuseMount:
+    """labfs mounted in the guest; the counters are read at unmount.
+
+    Use as `with FuseMount(guest, options) as m:`; `m.path` is the mount
+    point, `m.stats` the server's counters once the block is left.
+    """
+
+    def __init__(self, guest: Guest, options: ServerOptions, name: str = "lab") -> None:
+        self.guest = guest
+        self.options = options
+        self.backing = f"/var/lab/{name}-backing"
+        self.path = f"/mnt/{name}"
+        self.stats_path = f"/run/lab-{name}.json"
+        self.pidfile = f"/run/lab-{name}.pid"
+        self.stats: dict[str, Any] = {}
+
+    def __enter__(self) -> FuseMount:
+        g = self.guest
+        g.run(f"rm -rf {self.backing} {self.stats_path}; mkdir -p {self.backing} {self.path}",
+              check=True)
+        argv = [f"{REMOTE}/bin/labfs", *self.options.argv(), f"--stats={self.stats_path}",
+                f"--pidfile={self.pidfile}", self.backing, self.path]
+        result = g.run(argv, timeout=30)
+        if not result.ok:
+            raise GuestError("labfs did not mount", excerpt=result.tail())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unmount()
+
+    def pid(self) -> int:
+        return int(self.guest.run(["cat", self.pidfile], check=True).stdout.strip())
+
+    def unmount(self) -> None:
+        """Unmount and wait for the server to write its counters."""
+        g = self.guest
+        if not g.run(["mountpoint", "-q", self.path]).ok:
+            return
+        g.run(f"fusermount3 -u {self.path} || umount -l {self.path}", timeout=60)
+        # The server writes its counters on the way out; wait for it to exit.
+        wait = (f"p=$(cat {self.pidfile} 2>/dev/null); for i in $(seq 100); do "
+                f"[ -n \"$p\" ] && kill -0 $p 2>/dev/null || break; sleep 0.1; done; "
+                f"cat {self.stats_path}")
+        out = g.run(wait, timeout=60)
+        self.stats = _parse_json(out.stdout, "labfs counters") if out.ok else {}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters now, without unmounting (SIGUSR1)."""
+        out = self.guest.run(
+            f"rm -f {self.stats_path}; kill -USR1 $(cat {self.pidfile}); "
+            f"for i in $(seq 50); do [ -s {self.stats_path} ] && break; sleep 0.1; done; "
+            f"cat {self.stats_path}", timeout=30, check=True)
+        return _parse_json(out.stdout, "labfs counters")
+
+    def file_stats(self, name: str) -> dict[str, int]:
+        return self.stats.get("files", {}).get(name, {})
+
+
+def _parse_json(text: str, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"{what}: not JSON: {text[:300]!r}") from exc
+
+
+def probe(guest: Guest, subcommand: str, timeout: float = 120, **options: Any) -> dict[str, Any]:
+    """Run labprobe; options become --name=value (True -> --name)."""
+    argv = [f"{REMOTE}/bin/labprobe", subcommand]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not False and value is not None:
+            argv.append(f"{flag}={value}")
+    result = guest.run(argv, timeout=timeout)
+    if result.exit_status not in (0,):
+        raise GuestError(f"labprobe {subcommand} failed", excerpt=result.tail())
+    return _parse_json(result.stdout, f"labprobe {subcommand}")
+
+
+def run_fio(guest: Guest, job: FioJob, timeout: float = 600) -> FioResult:
+    """Render the job, copy it in, run fio, parse its JSON."""
+    with tempfile.NamedTemporaryFile("w", suffix=".fio") as f:
+        f.write(render_job(job))
+        f.flush()
+        guest.put(Path(f.name), f"{REMOTE}/job.fio")
+    presize = job.presize_argv()
+    if presize:
+        guest.run(presize, check=True)
+    result = guest.run(["fio", "--output-format=json", f"{REMOTE}/job.fio"], timeout=timeout)
+    if not result.ok:
+        raise GuestError(f"fio failed ({job.workload}, {job.numjobs} jobs)", excerpt=result.tail())
+    return parse_fio_json(result.stdout)
+
+
+@contextlib.contextmanager
+def dmesg_window(guest: Guest) -> Iterator[list[str]]:
+    """Kernel log lines printed during the block (for per-case health checks)."""
+    lines: list[str] = []
+    guest.run("dmesg -c > /dev/null", check=True)
+    yield lines
+    lines.extend(guest.run("dmesg -c", check=True).stdout.splitlines())
+
+
+def shell_quote(parts: list[str]) -> str:
+    return shlex.join(parts)
+
+
+def options_dict(options: ServerOptions) -> dict[str, Any]:
+    return asdict(options)

@@ -1,0 +1,24 @@
+"""The regression and concurrency suite on real kernels (see lab/suite.py).
+
+Each case is judged against what the variant claims; with the default
+variants, `baseline` (no feature) and `patched` (the series' newest version)
+must both pass every case. Calibration against v1..v5 is in the README.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lab import suite
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
+
+
+@pytest.mark.parametrize("case", suite.CASES, ids=lambda c: f"{c.number:02d}-{c.name}")
+def test_case(case, variant, fleet, builds):
+    vm, guest = fleet(variant)
+    result = suite.run_case(case, guest, variant, builds[variant].features)
+    assert result.passed, (
+        f"{variant} {case.name}: expected {result.expected}; observed {result.observed}\n"
+        f"{result.console_excerpt}"
+    )
