@@ -126,6 +126,7 @@ def run(cfg: LabConfig, args: argparse.Namespace, out: Path, ui: Ui) -> BisectRe
     start = time.monotonic()
     result = bisect.bisect(candidates, tester, looking_for=looking_for, verify_ends=verify_ends,
                            on_step=show)
+    result = _settle_unbuildable(result)
     cache.write_json(out / "bisect.json", {**result.to_dict(), "case": case.name,
                                            "seconds": round(time.monotonic() - start, 1)})
     return result
@@ -135,3 +136,26 @@ def _is_ancestor(repo: Path, older: str, newer: str) -> bool:
     res = proc.run(["git", "-C", repo, "merge-base", "--is-ancestor", older, newer],
                    timeout=60, check=False)
     return res.exit_status == 0
+
+
+def _settle_unbuildable(result: BisectResult) -> BisectResult:
+    """Name the answer when the only doubt is commits that could not be built.
+
+    git bisect would say "could be any of: <broken> <fix>". A commit that does
+    not build cannot have been the one that changed the behaviour *as built*,
+    so the first tested candidate after it is the answer; the skipped ones
+    are named in the message so the caveat is not lost.
+    """
+    if result.first or not result.inconclusive:
+        return result
+    by_name = {s.candidate: s for s in result.steps}
+    *skipped, tested = result.inconclusive
+    unbuildable = [by_name.get(c) for c in skipped]
+    if tested not in by_name or not all(
+            s and s.verdict == Verdict.SKIP and s.evidence.startswith("cannot test")
+            for s in unbuildable):
+        return result
+    names = " ".join(bisect.short(c) for c in skipped)
+    return replace(result, first=tested, message=(
+        f"{result.looking_for.replace('-', ' ')}: {bisect.short(tested)} "
+        f"(before it, {names} could not be built and was skipped)"))

@@ -42,7 +42,7 @@ class BenchConfig:
     modes: tuple[str, ...] = ("latency", "null")
     repeat: int = 3
     size_mib: int = 64  # per fio run: the shared file, or each job's file
-    runtime_s: int = 4
+    runtime_s: int = 2
     write_delay_us: int = 20000  # latency mode: a slow backend
     concurrency_writers: int = 8
 

@@ -171,6 +171,9 @@ class Guest:
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 self.machine.check_alive(f"while running `{line}`")
                 raise GuestError(f"SSH failed running `{line}`: {exc}") from exc
+        # A command can "finish" because the guest died under it (the SSH
+        # channel closes): the kernel's report is the real result then.
+        self.machine.check_alive(f"while running `{line}`")
         result = CommandResult(line, res.exited, res.stdout, res.stderr,
                                time.monotonic() - start)
         self._log(result.stdout + result.stderr + f"[exit {result.exit_status}]\n")

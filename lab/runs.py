@@ -53,7 +53,8 @@ def prepare(cfg: LabConfig, req: pipeline.VariantRequest, out: Path, ui: Ui) -> 
 
 
 def variant_facts(p: Prepared) -> dict[str, dict]:
-    return {name: b.to_dict() for name, b in p.builds.items()}
+    return {name: {**b.to_dict(), "kernel_release": b.release, "bzimage_sha256": b.sha256}
+            for name, b in p.builds.items()}
 
 
 @contextlib.contextmanager

@@ -22,3 +22,12 @@ def test_case(case, variant, fleet, builds):
         f"{variant} {case.name}: expected {result.expected}; observed {result.observed}\n"
         f"{result.console_excerpt}"
     )
+
+
+def test_the_suite_can_fail_a_false_claim(fleet):
+    """Calibration: the baseline, declared to have the feature, fails case 1."""
+    _vm, guest = fleet("baseline")
+    case = next(c for c in suite.CASES if c.name == "parallel-nonextending")
+    result = suite.run_case(case, guest, "baseline-claiming", (suite.FEATURE,))
+    assert not result.passed
+    assert result.observed.startswith("1 of 8")

@@ -53,7 +53,8 @@ def test_key_decides_not_the_item():
     # Tuples like the suite's (variant, case) are sharded by the key alone.
     items = [("patched", 1), ("baseline", 2), ("patched", 2), ("baseline", 1)]
     parts = [select(items, Shard(k, 2), key=lambda it: f"{it[0]}/{it[1]}") for k in (1, 2)]
-    assert parts == [[("baseline", 1), ("patched", 1)], [("baseline", 2), ("patched", 2)]]
+    # Ranks by key: baseline/1, baseline/2, patched/1, patched/2; each part in input order.
+    assert parts == [[("patched", 1), ("baseline", 1)], [("baseline", 2), ("patched", 2)]]
 
 
 def test_no_shard_keeps_everything_in_input_order():

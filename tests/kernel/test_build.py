@@ -1,0 +1,95 @@
+"""Real kernel builds: baseline and patched, caching, bad patches, bad configs."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from pathlib import Path
+
+import pytest
+
+from lab import kernel, pipeline
+from lab.errors import ConfigError, PatchError
+from lab.kernel import Variant
+
+pytestmark = [pytest.mark.build, pytest.mark.timeout(1800)]
+
+
+def _patched_copy(source: Path, patches, dest: Path) -> str:
+    """fs/fuse/file.c as a variant's patches leave it (on a copy, not the cache)."""
+    for rel in ("fs/fuse/file.c", "include/uapi/linux/fuse.h"):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes((source / rel).read_bytes())
+    kernel.apply_patches(dest, patches, dest / "patch.log")
+    text = (dest / "fs/fuse/file.c").read_text()
+    kernel.restore_tree(dest)
+    return text
+
+
+def _function(text: str, name: str) -> str:
+    start = text.index(f"static ssize_t {name}(")
+    return text[start:text.index("\n}\n", start)]
+
+
+def test_baseline_and_patched_differ_exactly_in_the_write_locking(builds, lab_cfg, logs,
+                                                                  tmp_path):
+    base, patched = builds["baseline"], builds["patched"]
+    assert base.bzimage.is_file() and patched.bzimage.is_file()
+    assert base.sha256 != patched.sha256 and base.release != patched.release
+    variants = pipeline.resolve_variants(
+        lab_cfg, pipeline.VariantRequest(("baseline", "patched")), logs)
+    texts = {v.name: _patched_copy(v.source.path, v.patches, tmp_path / v.name)
+             for v in variants}
+    changed = [ln for ln in difflib.unified_diff(texts["baseline"].splitlines(),
+                                                 texts["patched"].splitlines(), n=0)
+               if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    body_base = _function(texts["baseline"], "fuse_direct_write_iter")
+    body_patched = _function(texts["patched"], "fuse_direct_write_iter")
+    assert "inode_lock_shared" not in body_base and "inode_lock(inode)" in body_base
+    assert "inode_lock_shared" in body_patched and "FOPEN_PARALLEL_DIRECT_WRITES" in body_patched
+    # Every changed line belongs to the write path's locking: the function
+    # itself or the extending-write helper it uses.
+    helper = texts["patched"][texts["patched"].index("static bool fuse_direct_write_extending"):]
+    for line in changed:
+        assert line[1:] in body_base or line[1:] in body_patched or line[1:] in helper, line
+    # ...and the source copy in the cache is pristine again.
+    assert "inode_lock_shared" in _function(
+        (variants[0].source.path / "fs/fuse/file.c").read_text(), "fuse_direct_write_iter")
+
+
+def test_a_second_build_of_the_same_inputs_is_a_cache_hit(builds, lab_cfg, logs):
+    variants = pipeline.resolve_variants(
+        lab_cfg, pipeline.VariantRequest(("baseline", "patched")), logs)
+    start = time.monotonic()
+    again = [kernel.build(v, lab_cfg.cache_root, logs) for v in variants]
+    assert all(b.cached for b in again)
+    assert [b.sha256 for b in again] == [builds["baseline"].sha256, builds["patched"].sha256]
+    assert time.monotonic() - start < 60  # generous: a hit reads one small JSON file
+
+
+def test_a_patch_that_does_not_apply_names_file_and_hunk(builds, lab_cfg, logs, tmp_path):
+    bad = tmp_path / "stale.patch"
+    bad.write_text(
+        "--- a/fs/fuse/file.c\n+++ b/fs/fuse/file.c\n@@ -1,3 +1,3 @@\n"
+        " this context\n-is not in\n+the kernel\n anywhere\n")
+    with pytest.raises(PatchError) as info:
+        variants = pipeline.resolve_variants(
+            lab_cfg, pipeline.VariantRequest(("user",), patches=(bad,)), logs)
+        kernel.build(variants[0], lab_cfg.cache_root, logs)
+    assert str(bad) in str(info.value)
+    assert "fs/fuse/file.c" in info.value.excerpt and "Hunk #1 FAILED" in info.value.excerpt
+    # Nothing half-patched is left behind: the next build still works (cache hit).
+    variant = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
+    assert not (variant.source.path / kernel.STATE_FILE).exists()
+    assert kernel.build(variant, lab_cfg.cache_root, logs).sha256 == builds["baseline"].sha256
+
+
+def test_a_config_option_that_does_not_stick_is_named(builds, lab_cfg, logs, tmp_path):
+    frag = tmp_path / "broken.config"
+    frag.write_text("CONFIG_FUSE_FS=y\nCONFIG_LAB_NO_SUCH_OPTION=y\n")
+    base = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
+    broken = Variant("broken", base.source, base.patches, (*base.fragments, frag))
+    with pytest.raises(ConfigError) as info:
+        kernel.build(broken, lab_cfg.cache_root, logs)
+    assert "CONFIG_LAB_NO_SUCH_OPTION=y" in info.value.excerpt
+    assert not (base.source.path / kernel.STATE_FILE).exists()
