@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from lab.config import BenchConfig
 from lab.fio import MIB, FioJob
 from lab.guest import Guest
 from lab.results import BenchSample
-from lab.workloads import FuseMount, ServerOptions, run_fio
+from lab.workloads import FuseMount, ServerOptions, run_fio, run_fio_file
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,13 @@ class Point:
 def plan(cfg: BenchConfig, variants: Sequence[str]) -> list[Point]:
     """Every run, in the order they execute: variants interleaved per point so
     slow drift of the host (thermal, other load) hits both sides alike."""
+    # A user's job file sets its own numjobs: one point per mode and repeat.
+    workloads, jobs = (("custom",), (0,)) if cfg.job_file else (cfg.workloads, cfg.jobs)
     return [
-        Point(v, mode, workload, jobs, r)
+        Point(v, mode, workload, n, r)
         for mode in cfg.modes
-        for workload in cfg.workloads
-        for jobs in cfg.jobs
+        for workload in workloads
+        for n in jobs
         for r in range(cfg.repeat)
         for v in variants
     ]
@@ -53,6 +56,8 @@ def server_options(cfg: BenchConfig, mode: str) -> ServerOptions:
 
 def run_point(guest: Guest, cfg: BenchConfig, point: Point) -> BenchSample:
     options = server_options(cfg, point.mode)
+    if point.workload == "custom":
+        return _run_custom(guest, cfg, point, options)
     with FuseMount(guest, options, name="bench") as mount:
         job = FioJob(
             workload=point.workload,
@@ -81,6 +86,19 @@ def run_point(guest: Guest, cfg: BenchConfig, point: Point) -> BenchSample:
         extending_writes=extending,
         write_delay_us=options.delay_write_us,
     )
+
+
+def _run_custom(guest: Guest, cfg: BenchConfig, point: Point, options: ServerOptions
+                ) -> BenchSample:
+    with FuseMount(guest, options, name="bench") as mount:
+        result = run_fio_file(guest, Path(cfg.job_file), mount.path)
+    files = mount.stats.get("files", {}).values()
+    return BenchSample(
+        variant=point.variant, workload=Path(cfg.job_file).stem, mode=point.mode,
+        numjobs=result.jobs, repeat=point.repeat, bw_bytes=result.bw_bytes, iops=result.iops,
+        max_inflight=max((f.get("max_inflight", 0) for f in files), default=0),
+        extending_writes=sum(f.get("extending_writes", 0) for f in files),
+        write_delay_us=options.delay_write_us)
 
 
 def run_plan(

@@ -45,9 +45,12 @@ class BenchConfig:
     runtime_s: int = 2
     write_delay_us: int = 20000  # latency mode: a slow backend
     concurrency_writers: int = 8
+    job_file: str = ""  # a user's fio job file instead of the built-in workloads
 
     def validate(self, where: str) -> None:
-        bad = set(self.workloads) - {"ssf", "ssf-presized", "fpj"}
+        if self.job_file and not Path(self.job_file).is_file():
+            raise ConfigError(f"{where}.job_file: {self.job_file} does not exist")
+        bad = set(self.workloads) - {"ssf", "ssf-presized", "fpj", "custom"}
         if bad:
             raise ConfigError(f"{where}.workloads: unknown {sorted(bad)} (ssf, ssf-presized, fpj)")
         bad = set(self.modes) - {"null", "latency"}

@@ -38,6 +38,7 @@ def run_checks(cfg: LabConfig) -> list[Check]:
     kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
     checks.append(Check("kvm /dev/kvm", kvm, "accessible" if kvm else "missing or no access",
                         "add yourself to the kvm group, or run with --accel tcg (slower)"))
+    checks.append(_kvm_probe(cfg))
     disk = host.free_disk_gib(cfg.cache_root)
     checks.append(Check("disk", disk >= MIN_DISK_GIB, f"{disk:.0f} GiB free in {cfg.cache_root}",
                         f"free at least {MIN_DISK_GIB:.0f} GiB or set LAB_CACHE elsewhere"))
@@ -45,3 +46,16 @@ def run_checks(cfg: LabConfig) -> list[Check]:
     checks.append(Check("memory", mem >= MIN_MEMORY_GIB, f"{mem:.1f} GiB available",
                         "two VMs of 1 GiB each plus a kernel build need about 3 GiB"))
     return checks
+
+
+def _kvm_probe(cfg: LabConfig) -> Check:
+    """Whether a guest really runs under KVM here (nested KVM can hang)."""
+    kernels = sorted(cfg.cache_root.glob("kernels/*/bzImage"))
+    if not kernels:
+        return Check("kvm usable", True, "not probed yet: no kernel built (lab build)")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return Check("kvm usable", False, "no /dev/kvm access: guests run under TCG",
+                     "add yourself to the kvm group")
+    accel = machine.probe_accel("auto", kernels[0], cfg.cache_root / "logs")
+    return Check("kvm usable", accel.name == "kvm", accel.reason,
+                 "guests will run under TCG (about 4x slower timeouts apply)")

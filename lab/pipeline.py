@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import kernel, variants
+from lab import cache, kernel, variants
 from lab.config import LabConfig
 from lab.guest import Guest
 from lab.image import Image, build_image
@@ -76,7 +77,19 @@ def image(cfg: LabConfig, log_dir: Path, ui: Ui) -> Image:
 
 
 def accelerator(cfg: LabConfig, kernel_image: Path, log_dir: Path, ui: Ui) -> Accel:
+    """The accelerator to use; an `auto` probe is remembered until the host reboots
+    (whether nested KVM works does not change in between, and it costs seconds)."""
+    memo = cfg.cache_root / "kvm-probe.json"
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    if cfg.vm.accel == "auto" and memo.is_file():
+        seen = json.loads(memo.read_text())
+        if seen.get("boot_id") == boot_id:
+            accel = Accel(seen["name"], seen["reason"] + ", probed earlier this boot")
+            ui.note(f"accelerator: {accel.name} ({accel.reason})")
+            return accel
     accel = probe_accel(cfg.vm.accel, kernel_image, log_dir)
+    if cfg.vm.accel == "auto":
+        cache.write_json(memo, {"boot_id": boot_id, "name": accel.name, "reason": accel.reason})
     ui.note(f"accelerator: {accel.name} ({accel.reason})")
     return accel
 

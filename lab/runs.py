@@ -10,12 +10,11 @@ import contextlib
 import dataclasses
 import datetime
 import shlex
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import bench, cache, pipeline, report, suite, workloads
+from lab import bench, pipeline, report, suite, workloads
 from lab.config import BenchConfig, LabConfig
 from lab.errors import LabError
 from lab.guest import Guest
@@ -213,19 +212,22 @@ def summary_table(results: RunResults) -> str:
     return "\n".join(lines)
 
 
-def checks_matrix(results: RunResults) -> str:
+def checks_matrix(results: RunResults, cell_width: int = 34) -> str:
+    """case x variant: pass/FAIL with the first observed figure, as plain text."""
     variants = list(dict.fromkeys(c.variant for c in results.checks))
     names = list(dict.fromkeys(c.name for c in results.checks))
     by = {(c.name, c.variant): c for c in results.checks}
-    width = max([len(n) for n in names] + [8])
-    lines = [" " * (width + 2) + "".join(f"{v:>10s}" for v in variants)]
+    width = max([len(n) for n in names] + [4])
+
+    def cell(name: str, variant: str) -> str:
+        c = by.get((name, variant))
+        if c is None:
+            return "-"
+        text = f"{'pass' if c.passed else 'FAIL'} {c.observed.split(';')[0]}"
+        return text if len(text) <= cell_width else text[:cell_width - 1] + "…"
+
+    lines = [f"{'case':{width}s}  " + "  ".join(f"{v:{cell_width}s}" for v in variants)]
     for n in names:
-        cells = "".join(
-            f"{('pass' if by[(n, v)].passed else 'FAIL') if (n, v) in by else '-':>10s}"
-            for v in variants)
-        lines.append(f"{n:{width}s}  {cells}")
-    return "\n".join(lines)
-
-
-def save_digest(out: Path) -> None:
-    cache.write_json(out / "argv.json", {"argv": sys.argv})
+        lines.append(f"{n:{width}s}  " + "  ".join(f"{cell(n, v):{cell_width}s}"
+                                                    for v in variants))
+    return "\n".join(line.rstrip() for line in lines)

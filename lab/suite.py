@@ -11,13 +11,14 @@ it, so "could run in parallel" always shows as "did run in parallel".
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab import console
-from lab.errors import GuestError, LabError
+from lab.errors import ConfigError, GuestError, LabError
 from lab.guest import Guest
 from lab.results import CheckResult
 from lab.workloads import REMOTE, FuseMount, ServerOptions, probe
@@ -265,8 +266,6 @@ def case_server_death(ctx: CaseContext) -> Observation:
 
 
 def probe_output(guest: Guest, path: str) -> dict[str, Any]:
-    import json
-
     text = guest.run(["cat", path]).stdout
     try:
         return json.loads(text)
@@ -299,8 +298,6 @@ def select(expr: str | None) -> list[Case]:
     parts = [p.strip() for p in expr.split(",") if p.strip()]
     chosen = [c for c in CASES if any(p in c.name or p == str(c.number) for p in parts)]
     if not chosen:
-        from lab.errors import ConfigError
-
         raise ConfigError(f"no case matches {expr!r}; cases: {', '.join(c.name for c in CASES)}")
     return chosen
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shlex
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +182,21 @@ def run_fio(guest: Guest, job: FioJob, timeout: float = 600) -> FioResult:
     return parse_fio_json(result.stdout)
 
 
+def run_fio_file(guest: Guest, job_file: Path, directory: str, timeout: float = 600
+                 ) -> FioResult:
+    """A user's own fio job file, run in `directory` (our FUSE mount).
+
+    `--directory` on the command line is a default for every job, so the file
+    should not set `directory=` itself.
+    """
+    guest.put(job_file, f"{REMOTE}/user.fio")
+    result = guest.run(["fio", "--output-format=json", f"--directory={directory}",
+                        f"{REMOTE}/user.fio"], timeout=timeout)
+    if not result.ok:
+        raise GuestError(f"fio failed on {job_file}", excerpt=result.tail())
+    return parse_fio_json(result.stdout)
+
+
 @contextlib.contextmanager
 def dmesg_window(guest: Guest) -> Iterator[list[str]]:
     """Kernel log lines printed during the block (for per-case health checks)."""
@@ -190,11 +204,3 @@ def dmesg_window(guest: Guest) -> Iterator[list[str]]:
     guest.run("dmesg -c > /dev/null", check=True)
     yield lines
     lines.extend(guest.run("dmesg -c", check=True).stdout.splitlines())
-
-
-def shell_quote(parts: list[str]) -> str:
-    return shlex.join(parts)
-
-
-def options_dict(options: ServerOptions) -> dict[str, Any]:
-    return asdict(options)

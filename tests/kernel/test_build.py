@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab import kernel, pipeline
-from lab.errors import ConfigError, PatchError
+from lab.errors import BuildError, ConfigError, PatchError
 from lab.kernel import Variant
 
 pytestmark = [pytest.mark.build, pytest.mark.timeout(1800)]
@@ -92,4 +92,22 @@ def test_a_config_option_that_does_not_stick_is_named(builds, lab_cfg, logs, tmp
     with pytest.raises(ConfigError) as info:
         kernel.build(broken, lab_cfg.cache_root, logs)
     assert "CONFIG_LAB_NO_SUCH_OPTION=y" in info.value.excerpt
+    assert not (base.source.path / kernel.STATE_FILE).exists()
+
+
+def test_a_compiler_error_gives_the_log_tail_and_path(builds, lab_cfg, logs, tmp_path):
+    base = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
+    lines = (base.source.path / "fs/fuse/control.c").read_text().splitlines()
+    n = len(lines)
+    broken = tmp_path / "broken.patch"
+    broken.write_text(
+        f"--- a/fs/fuse/control.c\n+++ b/fs/fuse/control.c\n@@ -{n - 2},3 +{n - 2},4 @@\n"
+        + "".join(f" {line}\n" for line in lines[-3:]) + "+this is not C;\n")
+    variants = pipeline.resolve_variants(
+        lab_cfg, pipeline.VariantRequest(("user",), patches=(broken,)), logs)
+    with pytest.raises(BuildError) as info:
+        kernel.build(variants[0], lab_cfg.cache_root, logs)
+    assert info.value.exit_code == 3
+    assert "control.c" in info.value.excerpt and "error" in info.value.excerpt
+    assert info.value.log_path and info.value.log_path.is_file()
     assert not (base.source.path / kernel.STATE_FILE).exists()

@@ -1,0 +1,76 @@
+"""The benchmark plan, server options, and the cache's locks between processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from lab import bench, cache
+from lab.config import BenchConfig
+from lab.shard import Shard, select
+from lab.workloads import ServerOptions
+
+
+def test_plan_interleaves_variants_point_by_point():
+    cfg = BenchConfig(workloads=("ssf",), jobs=(1, 8), modes=("latency",), repeat=2)
+    points = bench.plan(cfg, ["baseline", "patched"])
+    assert len(points) == 8
+    assert [p.variant for p in points[:4]] == ["baseline", "patched"] * 2
+    assert len({p.key for p in points}) == len(points)
+
+
+def test_plan_shards_cover_everything_once():
+    points = bench.plan(BenchConfig(), ["baseline", "patched"])
+    parts = [select(points, Shard(k, 3), key=lambda p: p.key) for k in (1, 2, 3)]
+    keys = [p.key for part in parts for p in part]
+    assert sorted(keys) == sorted(p.key for p in points)
+
+
+def test_a_custom_job_file_is_one_point_per_mode_and_repeat(tmp_path):
+    job = tmp_path / "mine.fio"
+    job.write_text("[w]\nrw=write\nsize=1m\n")
+    cfg = BenchConfig(modes=("null",), repeat=3, job_file=str(job))
+    assert [(p.workload, p.numjobs) for p in bench.plan(cfg, ["x"])] == [("custom", 0)] * 3
+
+
+def test_server_options_for_each_mode():
+    cfg = BenchConfig(write_delay_us=20000)
+    assert bench.server_options(cfg, "null") == ServerOptions(null_writes=True)
+    latency = bench.server_options(cfg, "latency")
+    assert latency.null_writes and latency.delay_write_us == 20000
+    argv = replace(latency, fail_write_every=3, fail_write_errno="ENOSPC").argv()
+    assert "--null-writes" in argv and "--delay-write-us=20000" in argv
+    assert "--fail-write-every=3" in argv and "--fail-write-errno=ENOSPC" in argv
+
+
+def _hold_lock(lock: Path, log: Path, tag: str) -> None:
+    with cache.locked(lock):
+        with log.open("a") as f:
+            f.write(f"{tag} in\n")
+        time.sleep(0.3)
+        with log.open("a") as f:
+            f.write(f"{tag} out\n")
+
+
+def test_locks_serialize_two_processes(tmp_path):
+    lock, log = tmp_path / "l.lock", tmp_path / "log"
+    procs = [multiprocessing.Process(target=_hold_lock, args=(lock, log, t)) for t in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=30)
+    lines = log.read_text().splitlines()
+    # One holder at a time: each "in" is followed by the same holder's "out".
+    first, second = lines[0].split()[0], lines[2].split()[0]
+    assert lines == [f"{first} in", f"{first} out", f"{second} in", f"{second} out"]
+    assert {first, second} == {"a", "b"}
+
+
+def test_atomic_write_never_shows_a_partial_file(tmp_path):
+    target = tmp_path / "meta.json"
+    cache.write_json(target, {"a": 1})
+    cache.write_json(target, {"a": 2})
+    assert target.read_text().strip().endswith("}")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".meta.json")]
