@@ -17,7 +17,7 @@ from pathlib import Path
 from lab import bisect, cache, kernel, pipeline, proc, suite, variants, workloads
 from lab.bisect import BisectResult, InfraFailure, Step, Verdict
 from lab.config import LabConfig
-from lab.errors import BuildError, ConfigError, LabError, PatchError
+from lab.errors import BuildError, ConfigError, KernelCrash, LabError
 from lab.image import Image
 from lab.kernel import KernelSource, Variant
 from lab.series import check_features, load_series
@@ -52,7 +52,7 @@ class _Tester:
         try:
             variant: Variant = self.make_variant(candidate)
             build = pipeline.build_variants(self.cfg, [variant], log_dir, self.ui)[0]
-        except (BuildError, PatchError) as exc:
+        except (BuildError, ConfigError) as exc:  # PatchError is a ConfigError
             return Step(candidate, -1, Verdict.SKIP, time.monotonic() - start,
                         f"cannot test: {str(exc).splitlines()[0]}")
         built_s = time.monotonic() - start
@@ -67,6 +67,11 @@ class _Tester:
                 for _ in range(self.repeat - 1):
                     runs.append(suite.run_case(self.case, guest, candidate, build.features, 1))
                 boot_s = vm.boot_seconds
+        except KernelCrash as exc:
+            # The candidate's kernel crashed: a verdict on it, not on the host.
+            return Step(candidate, -1, Verdict.BAD, time.monotonic() - start,
+                        f"kernel crashed: {str(exc).splitlines()[0]}",
+                        {"console": exc.excerpt[-2000:]})
         except LabError as exc:
             raise InfraFailure(f"{candidate}: {str(exc).splitlines()[0]}",
                                log_path=exc.log_path, excerpt=exc.excerpt) from exc

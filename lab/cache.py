@@ -11,12 +11,15 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def default_root() -> Path:
@@ -52,7 +55,12 @@ def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive flock on `path` (created if needed) for the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # Say why we stand still: another lab process holds it (a build?).
+            log.warning("waiting for %s (another lab process is using it)", path.name)
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:

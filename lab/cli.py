@@ -18,11 +18,21 @@ from dataclasses import replace
 from pathlib import Path
 
 from lab import config, pipeline
-from lab.errors import BuildError, ConfigError, LabError, PatchError
+from lab.errors import BootError, BuildError, ConfigError, KernelCrash, LabError
 from lab.pipeline import VariantRequest
 from lab.ui import Ui
 
 EXIT_INTERRUPTED = 130
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 class Terminated(BaseException):
@@ -137,7 +147,7 @@ def cmd_ssh(args: argparse.Namespace, ui: Ui) -> int:
                     ["ssh", "-i", str(img.ssh_key), "-p", str(vm.ssh_port),
                      "-o", f"UserKnownHostsFile={known.name}", "-o", "StrictHostKeyChecking=yes",
                      "root@127.0.0.1"])
-        result = guest.run(args.command, timeout=args.timeout)
+        result = guest.run(" ".join(args.command), timeout=args.timeout)
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
         return result.exit_status
@@ -177,11 +187,10 @@ def cmd_test(args: argparse.Namespace, ui: Ui) -> int:
                                 repeat=args.repeat, shard=_shard(args),
                                 argv=_argv_for_reproducer())
     except LabError as exc:
-        if args.bisect_run:
-            # git bisect run: a tree that cannot be built or patched is "skip".
-            ui.error(exc.describe())
-            return 125 if isinstance(exc, (BuildError, PatchError)) else 128
-        raise
+        if not args.bisect_run:
+            raise
+        ui.error(exc.describe())
+        return bisect_run_status(exc)
     print(runs.checks_matrix(results))
     for c in results.checks:
         if not c.passed:
@@ -190,13 +199,27 @@ def cmd_test(args: argparse.Namespace, ui: Ui) -> int:
     return 0 if all(c.passed for c in results.checks) else 1
 
 
+def bisect_run_status(exc: LabError) -> int:
+    """git bisect run's contract: a kernel that crashes is bad (1); a tree that
+    cannot be patched, configured, built or booted cannot be tested (125);
+    a broken host aborts the bisection (128)."""
+    if isinstance(exc, KernelCrash):
+        return 1
+    if isinstance(exc, (BuildError, ConfigError, BootError)):
+        return 125
+    return 128
+
+
 def _bench_cfg(cfg: config.LabConfig, args: argparse.Namespace) -> config.LabConfig:
     bench = cfg.bench
     changes = {}
     if args.workload:
         changes["workloads"] = tuple(w for v in args.workload for w in v.split(","))
     if args.jobs:
-        changes["jobs"] = tuple(int(j) for v in args.jobs for j in v.split(","))
+        try:
+            changes["jobs"] = tuple(int(j) for v in args.jobs for j in v.split(","))
+        except ValueError:
+            raise ConfigError(f"--jobs: numbers separated by commas, not {args.jobs}") from None
     if args.mode:
         changes["modes"] = tuple(m for v in args.mode for m in v.split(","))
     if args.repeat:
@@ -215,9 +238,8 @@ def cmd_run(args: argparse.Namespace, ui: Ui) -> int:
     cfg = _bench_cfg(_cfg(args), args)
     out = _results_dir(cfg, args, "run-")
     ui.note(f"results: {out}")
-    results = runs.main_job(cfg, out, ui, names=args.variant or ["baseline", "patched"],
-                            shard=_shard(args), argv=_argv_for_reproducer(),
-                            with_checks=args.cmd == "run", req=_request(args, args.variant))
+    results = runs.main_job(cfg, out, ui, req=_request(args, args.variant), shard=_shard(args),
+                            argv=_argv_for_reproducer(), with_checks=args.cmd == "run")
     print(runs.summary_table(results))
     if results.checks:
         print(runs.checks_matrix(results))
@@ -237,7 +259,9 @@ def cmd_report(args: argparse.Namespace, ui: Ui) -> int:
         shards.append(RunResults.load(path))
     merged = report.merge(shards)
     args.out.mkdir(parents=True, exist_ok=True)
-    paths = report.write_report(merged, args.out)
+    from lab.runs import compared_pair
+
+    paths = report.write_report(merged, args.out, *compared_pair(merged))
     ui.note(f"merged {len(shards)} result sets into {paths['markdown'].parent}")
     return 0 if all(c.passed for c in merged.checks) else 1
 
@@ -282,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("variant_name", metavar="VARIANT")
     _add_variants(p, many=False)
     p.add_argument("--timeout", type=float, default=300.0, help="command timeout (s, KVM-scale)")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
-    p.set_defaults(func=cmd_ssh)
+    p.set_defaults(func=cmd_ssh, command=[])
+    p.epilog = "Everything after `--` is the command, run by the guest's shell as ssh(1) does."
 
     p = sub.add_parser("doctor", help="check the host and say what to install")
     _add_common(p)
@@ -293,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_variants(p)
     p.add_argument("-k", metavar="EXPR", help="cases whose name contains EXPR (a,b for several)")
-    p.add_argument("--repeat", type=int, default=1, help="run each case N times (flake check)")
+    p.add_argument("--repeat", type=positive_int, default=1,
+                   help="run each case N times (flake check)")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
     p.add_argument("--bisect-run", action="store_true",
                    help="exit codes for git bisect run: 0 good, 1 bad, 125 skip")
@@ -307,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workload", action="append", help="ssf, ssf-presized, fpj")
         p.add_argument("--jobs", action="append", help="numjobs list, e.g. 1,2,4,8")
         p.add_argument("--mode", action="append", help="null, latency")
-        p.add_argument("--repeat", type=int, help="repeats per point")
+        p.add_argument("--repeat", type=positive_int, help="repeats per point")
         p.add_argument("--job-file", type=Path, metavar="FILE",
                        help="your own fio job file (no directory=; run on the FUSE mount)")
         p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
@@ -327,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bad", help="known bad revision (with --kernel-tree)")
     p.add_argument("--test", required=True, metavar="CASE", help="case name or unique part")
     p.add_argument("--expect", action="append", default=[], metavar="FEATURE")
-    p.add_argument("--repeat", type=int, default=1, help="runs per step (flaky cases)")
+    p.add_argument("--repeat", type=positive_int, default=1, help="runs per step (flaky cases)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--first-good", action="store_true", help="first version that passes")
     which.add_argument("--first-bad", action="store_true", help="first version that fails")
@@ -338,9 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `lab ssh VARIANT [options] -- CMD...`: options before `--` are the lab's.
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
-    if getattr(args, "command", None) and args.command[:1] == ["--"]:
-        args.command = args.command[1:]
+    if command and args.cmd != "ssh":
+        parser.error("only `lab ssh` takes a command after --")
+    args.command = command
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -349,15 +381,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args, ui)
-    except ConfigError as exc:
-        ui.error(exc.describe())
-        return exc.exit_code
     except LabError as exc:
         ui.error(exc.describe())
         return exc.exit_code
     except (KeyboardInterrupt, Terminated):
         ui.error("interrupted; everything started was stopped")
         return EXIT_INTERRUPTED
+    except Exception:
+        # A bug or an unexpected host failure: never exit 1, which means
+        # "the kernel failed a test" (and "bad" to git bisect run).
+        ui.console.print_exception()
+        ui.error("internal error (the traceback above is a bug report)")
+        return 3
 
 
 if __name__ == "__main__":

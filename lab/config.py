@@ -85,14 +85,14 @@ def _typed(section: str, cls: type, raw: dict[str, Any]) -> Any:
             if not isinstance(value, list):
                 raise ConfigError(f"[{section}] `{key}` must be a list")
             values[key] = tuple(value)
-        elif isinstance(default, bool) or not isinstance(value, type(default)):
-            ok = isinstance(default, float) and isinstance(value, int)
+        else:
+            # TOML ints are fine where a float is expected; bools are not ints here.
+            ok = type(value) is type(default) or (
+                isinstance(default, float) and type(value) is int)
             if not ok:
                 raise ConfigError(
                     f"[{section}] `{key}` must be {type(default).__name__}, not {value!r}"
                 )
-            values[key] = value
-        else:
             values[key] = value
     obj = cls(**values)
     obj.validate(section)

@@ -10,9 +10,13 @@ FAILED_MARKER = "KERNEL-LAB-FAILED"
 
 # Each pattern names a kind of report; order matters only for the label.
 _TROUBLE = [
+    # Specific reports first: several of them also start with "BUG:".
     ("panic", re.compile(r"Kernel panic - not syncing")),
-    ("bug", re.compile(r"\bBUG: ")),
+    ("kasan", re.compile(r"\bKASAN: ")),
+    ("soft-lockup", re.compile(r"watchdog: BUG: soft lockup")),
+    ("might-sleep", re.compile(r"BUG: sleeping function called from invalid context")),
     ("oops", re.compile(r"\bOops: ")),
+    ("bug", re.compile(r"\bBUG: ")),
     ("gpf", re.compile(r"general protection fault")),
     ("warning", re.compile(r"\bWARNING: (CPU|at)\b")),
     ("lockdep", re.compile(
@@ -20,9 +24,7 @@ _TROUBLE = [
         r"inconsistent lock state|lock held when returning to user space|"
         r"suspicious RCU usage|INFO: possible irq lock inversion)")),
     ("hung-task", re.compile(r"INFO: task .+ blocked for more than \d+ seconds")),
-    ("kasan", re.compile(r"\bKASAN: ")),
     ("rcu-stall", re.compile(r"rcu: INFO: rcu_\w+ (self-)?detected stalls")),
-    ("soft-lockup", re.compile(r"watchdog: BUG: soft lockup")),
 ]
 
 EXCERPT_BEFORE = 5

@@ -142,41 +142,18 @@ class Guest:
         limit = timeout * self.machine.scale if scale else timeout
         self._log(f"$ {line}\n")
         start = time.monotonic()
-        future = self._pool.submit(
-            self._conn.run, line, hide=True, warn=True, timeout=limit, in_stream=False
-        )
-        while True:
-            try:
-                res = future.result(timeout=WATCH_INTERVAL_S)
-                break
-            except concurrent.futures.TimeoutError:
-                try:
-                    self.machine.check_alive(f"while running `{line}`")
-                except LabError:
-                    # Unblock the SSH thread; the crash report is the news.
-                    with contextlib.suppress(Exception):
-                        self._conn.close()
-                    raise
-                if time.monotonic() - start > limit + 30:
-                    # A watchdog above the SSH library's own timeout.
-                    with contextlib.suppress(Exception):
-                        self._conn.close()
-                    raise GuestError(f"`{line}` did not return within {limit:.0f}s") from None
-            except CommandTimedOut as exc:
-                self.machine.check_alive(f"while running `{line}`")
-                raise GuestError(
-                    f"`{line}` timed out after {limit:.0f}s in {self.machine.spec.name}",
-                    excerpt=(exc.result.stdout + exc.result.stderr)[-2000:],
-                ) from None
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                self.machine.check_alive(f"while running `{line}`")
-                raise GuestError(f"SSH failed running `{line}`: {exc}") from exc
-        # A command can "finish" because the guest died under it (the SSH
-        # channel closes): the kernel's report is the real result then.
-        self.machine.check_alive(f"while running `{line}`")
+        # The guest kills the command itself at the limit: closing an SSH
+        # channel would leave it running, holding mounts for the next command.
+        remote = f"timeout -s KILL {int(limit) + 1} sh -c {shlex.quote(line)}"
+        conn = self._conn
+        res = self._watch(lambda: conn.run(remote, hide=True, warn=True, timeout=limit + 10,
+                                           in_stream=False), line, limit)
         result = CommandResult(line, res.exited, res.stdout, res.stderr,
                                time.monotonic() - start)
         self._log(result.stdout + result.stderr + f"[exit {result.exit_status}]\n")
+        if result.exit_status == 137 and result.duration_s >= limit:
+            raise GuestError(f"`{line}` timed out after {limit:.0f}s in {self.machine.spec.name}",
+                             excerpt=result.tail())
         if check and not result.ok:
             raise GuestError(
                 f"`{line}` failed with exit status {result.exit_status} in "
@@ -185,13 +162,58 @@ class Guest:
             )
         return result
 
-    def put(self, local: Path, remote: str) -> None:
-        assert self._conn is not None
-        self._conn.put(str(local), remote)
+    def _watch(self, call, what: str, limit: float):
+        """Run `call` on the SSH thread while watching the console and a deadline.
 
-    def get(self, remote: str, local: Path) -> None:
+        A kernel crash raises KernelCrash with the console excerpt; anything the
+        SSH library raises becomes a GuestError (after checking for a crash,
+        which would be the real cause).
+        """
+        future = self._pool.submit(call)
+        start = time.monotonic()
+        while True:
+            try:
+                res = future.result(timeout=WATCH_INTERVAL_S)
+                break
+            except concurrent.futures.TimeoutError:
+                try:
+                    self.machine.check_alive(f"while running `{what}`")
+                except LabError:
+                    self._drop_connection()  # unblock the SSH thread
+                    raise
+                if time.monotonic() - start > limit + 30:
+                    self._drop_connection()
+                    raise GuestError(f"`{what}` did not return within {limit:.0f}s") from None
+            except CommandTimedOut as exc:
+                self.machine.check_alive(f"while running `{what}`")
+                raise GuestError(
+                    f"`{what}` timed out after {limit:.0f}s in {self.machine.spec.name}",
+                    excerpt=(exc.result.stdout + exc.result.stderr)[-2000:],
+                ) from None
+            except Exception as exc:
+                self.machine.check_alive(f"while running `{what}`")
+                raise GuestError(f"SSH failed during `{what}`: {exc!r}") from exc
+        # A command can "finish" because the guest died under it (the SSH
+        # channel closes): the kernel's report is the real result then.
+        self.machine.check_alive(f"while running `{what}`")
+        return res
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+
+    def put(self, local: Path, remote: str, timeout: float = 120.0) -> None:
         assert self._conn is not None
-        self._conn.get(remote, str(local))
+        conn = self._conn
+        self._watch(lambda: conn.put(str(local), remote), f"put {remote}",
+                    timeout * self.machine.scale)
+
+    def get(self, remote: str, local: Path, timeout: float = 120.0) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        self._watch(lambda: conn.get(remote, str(local)), f"get {remote}",
+                    timeout * self.machine.scale)
 
     def poweroff(self) -> None:
         """Ask the guest kernel to power off now (our init has no shutdown path)."""

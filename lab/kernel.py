@@ -33,6 +33,7 @@ DEBIAN_PACKAGE = "linux-source-6.1"
 RECIPE_VERSION = "1"
 BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "patch", "rsync", "xz", "tar", "perl")
 STATE_FILE = ".lab-state.json"  # in a source copy while patches are applied
+WORK_DIR = "work"  # the fixed path every variant of a group is built at
 
 ProgressFn = Callable[[str], None]
 
@@ -178,6 +179,12 @@ def tree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSource:
             error=BuildError,
             what="copying the kernel tree",
         )
+        if (dest / ".config").exists() or (dest / "include/config").exists():
+            # The user builds in place; kbuild refuses O= builds from such a
+            # tree. Clean our copy (never theirs).
+            proc.run(["make", "-s", "-C", dest, "mrproper"], timeout=600,
+                     log_path=log_dir / "copy-tree.log", error=BuildError,
+                     what="make mrproper in the private copy")
         key = f"tree-{name}-{_tree_fingerprint(dest)}"
     return KernelSource(key, dest, f"kernel tree {tree}", group=f"tree-{name}")
 
@@ -196,13 +203,26 @@ def _tree_fingerprint(root: Path) -> str:
 
 # --- patches -----------------------------------------------------------------
 
-_TARGET_RE = re.compile(r"^\+\+\+ (?:b/)?(\S+)", re.MULTILINE)
+_HEADER_RE = re.compile(r"^--- (\S+).*\n\+\+\+ (\S+)", re.MULTILINE)
+
+
+def _strip1(path: str) -> str:
+    """What `patch -p1` does to a header path: drop the first component."""
+    return path.split("/", 1)[1] if "/" in path else path
 
 
 def patch_targets(patch: Path) -> list[str]:
-    """Files a unified diff writes to (relative to the tree root)."""
-    return sorted({t for t in _TARGET_RE.findall(patch.read_text(errors="replace"))
-                   if t != "/dev/null"})
+    """Files a unified diff touches, relative to the tree root (as with -p1).
+
+    Both header lines count: a deleted file has only its `---` name, and
+    `diff -urN linux.orig/x linux/x` names the tree differently on each side.
+    """
+    targets = set()
+    for old, new in _HEADER_RE.findall(patch.read_text(errors="replace")):
+        for path in (old, new):
+            if path != "/dev/null":
+                targets.add(_strip1(path))
+    return sorted(targets)
 
 
 def _failing_hunks(output: str) -> str:
@@ -416,21 +436,40 @@ def _build_dir(variant: Variant, cache_root: Path) -> Path:
     forces make to rebuild.
     """
     group = cache_root / "build" / variant.source.build_group / variant.config_key()[:16]
+    _recover_work(group)
     bdir = group / variant.build_name
     if (bdir / ".lab-ok").exists():
         return bdir
     shutil.rmtree(bdir, ignore_errors=True)
     siblings = sorted(
-        (d for d in group.glob("*") if (d / ".lab-ok").exists()),
+        (d for d in group.glob("*") if d.name != WORK_DIR and (d / ".lab-ok").exists()),
         key=lambda d: (d / ".lab-ok").stat().st_mtime,
         reverse=True,
     )
     if siblings:
-        subprocess.run(["cp", "-a", "--reflink=auto", str(siblings[0]), str(bdir)], check=True)
+        proc.run(["cp", "-a", "--reflink=auto", siblings[0], bdir], timeout=900,
+                 error=BuildError, what=f"seeding {bdir.name} from {siblings[0].name}")
         (bdir / ".lab-ok").unlink()
     else:
         bdir.mkdir(parents=True)
     return bdir
+
+
+def _recover_work(group: Path) -> None:
+    """A build killed mid-way leaves its folder at `work`: give it back to its
+    variant, without the `.lab-ok` mark, so it is only ever built on, never
+    used to seed another variant."""
+    work = group / WORK_DIR
+    if not work.exists():
+        return
+    owner = work / ".lab-variant"
+    name = owner.read_text().strip() if owner.exists() else ""
+    (work / ".lab-ok").unlink(missing_ok=True)
+    owner.unlink(missing_ok=True)
+    if name and not (group / name).exists():
+        os.rename(work, group / name)
+    else:
+        shutil.rmtree(work)
 
 
 @contextlib.contextmanager
@@ -444,14 +483,9 @@ def _at_work_path(bdir: Path) -> Iterator[Path]:
     variant at the same path keeps what kbuild recorded valid. The source lock
     is held, so only one build uses `work` at a time.
     """
-    work = bdir.parent / "work"
+    work = bdir.parent / WORK_DIR
     owner = work / ".lab-variant"
-    if work.exists():  # a build was killed: give the folder back to its variant
-        name = owner.read_text().strip() if owner.exists() else ""
-        if name and not (bdir.parent / name).exists():
-            os.rename(work, bdir.parent / name)
-        else:
-            shutil.rmtree(work)
+    _recover_work(bdir.parent)
     os.rename(bdir, work)
     owner.write_text(bdir.name + "\n")
     try:

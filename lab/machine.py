@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -93,6 +94,16 @@ def qemu_argv(
         "-qmp", f"unix:{qmp},server=on,wait=off",
         "-no-reboot",
     ]
+
+
+def _keep_previous(log: Path) -> None:
+    """A reboot (after a crash) must not overwrite the evidence: number it."""
+    if not log.exists() or log.stat().st_size == 0:
+        return
+    n = 1
+    while (old := log.with_name(f"{log.stem}.{n}{log.suffix}")).exists():
+        n += 1
+    log.rename(old)
 
 
 def free_port() -> int:
@@ -212,6 +223,8 @@ class Machine:
         proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                   self.spec.rootfs, overlay], timeout=60, error=BootError, what="qemu-img")
         qmp_path = self._dir / "qmp.sock"
+        _keep_previous(self.console_log)
+        _keep_previous(self.qemu_log)
         self.console_log.write_text("")
         self._console_seen = 0
         self.ssh_port = free_port()
@@ -238,7 +251,12 @@ class Machine:
                                 excerpt=self._qemu_output())
             time.sleep(0.05)
         self._qmp = Qmp(path, self.spec.name)
-        self._qmp.connect()
+        try:
+            self._qmp.connect()
+        except Exception as exc:  # QEMU died right after creating the socket, or hung
+            self._raise_if_exited("while connecting to QMP")
+            raise BootError(f"{self.spec.name}: QMP connection failed: {exc}",
+                            excerpt=self._qemu_output(), log_path=self.qemu_log) from exc
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.boot_timeout_s
@@ -314,7 +332,10 @@ class Machine:
     def check_alive(self, what: str) -> None:
         """Raise the kernel's own report if the guest crashed, else BootError if gone."""
         trouble = console.find_trouble(self.console_text())
-        fatal = [t for t in trouble if t.kind in ("panic", "oops", "bug", "gpf")]
+        # Only reports after which the kernel cannot be trusted to go on; the
+        # rest (WARNING, lockdep, might-sleep...) fail the case via health().
+        fatal = [t for t in trouble if t.kind in ("panic", "oops", "gpf")
+                 or "Oops: " in t.excerpt or "Kernel panic" in t.excerpt]
         if fatal:
             raise KernelCrash(f"{self.spec.name}: kernel {fatal[0].kind} {what}",
                               excerpt=fatal[0].excerpt, log_path=self.console_log)
@@ -324,11 +345,21 @@ class Machine:
     # -- teardown ----------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Stop the guest and remove its private folder; safe to call twice."""
+        """Stop the guest and remove its private folder; safe to call twice.
+
+        Ctrl-C and SIGTERM are held back until the ladder is done (they are
+        delivered right after), so a second Ctrl-C cannot strand QEMU.
+        """
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             if self._proc is not None and self._proc.poll() is None:
                 self.ended_by = self._stop_ladder()
         finally:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()  # the ladder itself failed: never leave QEMU behind
+                self._proc.wait(timeout=30)
+                self.ended_by = "sigkill"
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             if self._qmp is not None:
                 self._qmp.close()
                 self._qmp = None

@@ -18,7 +18,7 @@ from lab import cache, kernel, variants
 from lab.config import LabConfig
 from lab.guest import Guest
 from lab.image import Image, build_image
-from lab.kernel import KernelBuild, KernelSource, Variant
+from lab.kernel import KernelBuild, Variant
 from lab.machine import Accel, Machine, MachineSpec, probe_accel
 from lab.series import Series, load_series
 from lab.ui import Ui
@@ -42,10 +42,13 @@ class VariantRequest:
 
 def resolve_variants(cfg: LabConfig, req: VariantRequest, log_dir: Path) -> list[Variant]:
     series = load_series(cfg.series)
-    source = kernel.debian_source(cfg.cache_root, log_dir)
+    names = variants.split_names(req.names)
     tree = kernel.tree_source(req.kernel_tree, cfg.cache_root, log_dir) if req.kernel_tree else None
+    # Debian's source is unpacked only if a variant is built from it.
+    tree_only = tree is not None and set(names) <= {variants.TREE_VARIANT}
+    source = None if tree_only else kernel.debian_source(cfg.cache_root, log_dir)
     return variants.resolve(
-        variants.split_names(req.names),
+        names,
         cfg=cfg,
         series=series,
         source=source,
@@ -114,10 +117,6 @@ def booted(
     with Machine(spec, accel, log_dir=log_dir, boot_timeout_s=cfg.vm.boot_timeout_s) as vm, \
             Guest(vm, img) as guest:
         yield vm, guest
-
-
-def source_of(vs: Sequence[Variant]) -> KernelSource:
-    return vs[0].source
 
 
 def series_of(cfg: LabConfig) -> Series:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lab import bench, pipeline, report, suite, workloads
 from lab.config import BenchConfig, LabConfig
-from lab.errors import LabError
+from lab.errors import KernelCrash
 from lab.guest import Guest
 from lab.image import Image
 from lab.kernel import KernelBuild
@@ -107,24 +107,32 @@ def run_checks(
         features = p.builds[variant].features
         pending = list(cases)
         while pending:
-            with fleet(cfg, p, [variant], out, ui) as vms:
-                vm, guest = vms[variant]
-                while pending:
-                    case = pending.pop(0)
-                    with ui.step(f"{variant}: {case.number:2d} {case.name}") as step:
-                        try:
-                            res = suite.run_case(case, guest, variant, features, repeat)
-                        except LabError as exc:
-                            res = CheckResult(case.name, variant, False, "case runs",
-                                              str(exc).splitlines()[0],
-                                              {"number": case.number},
-                                              step.elapsed, exc.excerpt)
-                            results.append(res)
-                            step.done("FAIL (guest broke; rebooting)")
-                            break
-                        step.done("pass" if res.passed else "FAIL", detail=res.observed)
-                    results.append(res)
+            try:
+                with fleet(cfg, p, [variant], out, ui) as vms:
+                    _run_pending(vms[variant][1], variant, features, pending, results, ui,
+                                 repeat)
+            except KernelCrash as exc:
+                # The kernel crashed (at boot, or in a case): that is a verdict
+                # on the kernel, recorded against the case it hit; the VM is
+                # rebooted for the rest.
+                case = pending.pop(0)
+                results.append(CheckResult(
+                    case.name, variant, False, "no kernel crash", str(exc).splitlines()[0],
+                    {"number": case.number}, 0.0, exc.excerpt))
+                ui.note(f"{variant}: {case.name}: kernel crashed; rebooting for the rest")
     return results
+
+
+def _run_pending(guest: Guest, variant: str, features: tuple[str, ...],
+                 pending: list[suite.Case], results: list[CheckResult], ui: Ui,
+                 repeat: int) -> None:
+    while pending:
+        case = pending[0]
+        with ui.step(f"{variant}: {case.number:2d} {case.name}") as step:
+            res = suite.run_case(case, guest, variant, features, repeat)
+            step.done("pass" if res.passed else "FAIL", detail=res.observed)
+        pending.pop(0)
+        results.append(res)
 
 
 def test_job(cfg: LabConfig, req: pipeline.VariantRequest, out: Path, ui: Ui, *,
@@ -136,7 +144,7 @@ def test_job(cfg: LabConfig, req: pipeline.VariantRequest, out: Path, ui: Ui, *,
     items = select(items, shard, key=lambda it: f"test/{it[0]}/{it[1].name}")
     checks = run_checks(cfg, p, items, out, ui, repeat)
     results = _results(out.name, p, checks=tuple(checks))
-    report.write_report(results, out)
+    report.write_report(results, out, *compared_pair(results))
     write_reproducer(out, argv)
     return results
 
@@ -163,11 +171,9 @@ def run_bench(cfg: LabConfig, p: Prepared, points: Sequence[bench.Point],
     return samples
 
 
-def main_job(cfg: LabConfig, out: Path, ui: Ui, *, names: Sequence[str], shard: Shard | None,
-             argv: Sequence[str], with_checks: bool = True,
-             req: pipeline.VariantRequest | None = None) -> RunResults:
+def main_job(cfg: LabConfig, out: Path, ui: Ui, *, req: pipeline.VariantRequest,
+             shard: Shard | None, argv: Sequence[str], with_checks: bool = True) -> RunResults:
     """Build, boot side by side, check the core claim, benchmark, report."""
-    req = req or pipeline.VariantRequest(names=tuple(names))
     p = prepare(cfg, req, out, ui)
     names = list(p.builds)
     core = [c for c in suite.CASES if c.name == "parallel-nonextending"]
@@ -192,17 +198,26 @@ def main_job(cfg: LabConfig, out: Path, ui: Ui, *, names: Sequence[str], shard: 
     results = _results(out.name, p, samples=tuple(samples), checks=tuple(checks), notes=notes)
     results = dataclasses.replace(
         results, inputs={**results.inputs, "bench": dataclasses.asdict(cfg.bench)})
-    paths = report.write_report(results, out)
+    base, new = compared_pair(results)
+    paths = report.write_report(results, out, base=base, new=new)
     write_reproducer(out, argv)
     ui.note(f"report: {paths['markdown']}")
     return results
 
 
+def compared_pair(results: RunResults) -> tuple[str, str]:
+    """Which two variants the report compares: the first and the last asked for
+    (baseline and patched by default; `--variant v2,v4` compares v2 with v4)."""
+    names = list(results.variants)
+    return names[0], names[-1]
+
+
 def summary_table(results: RunResults) -> str:
     """The centrepiece table, as plain text for the terminal."""
-    rows = report.comparison_table(results)
-    lines = [f"{'mode':8s} {'workload':13s} {'jobs':>4s} {'baseline MiB/s':>16s} "
-             f"{'patched MiB/s':>16s} {'gain':>8s}  verdict"]
+    base, new = compared_pair(results)
+    rows = report.comparison_table(results, base=base, new=new)
+    lines = [f"{'mode':8s} {'workload':13s} {'jobs':>4s} {base + ' MiB/s':>16s} "
+             f"{new + ' MiB/s':>16s} {'gain':>8s}  verdict"]
     for r in rows:
         def bw(s) -> str:
             return f"{s.mean:8.1f} ±{s.ci95 if s.ci95 != float('inf') else 0:5.1f}" if s else "-"

@@ -42,7 +42,7 @@ def resolve(
     *,
     cfg: LabConfig,
     series: Series,
-    source: KernelSource,
+    source: KernelSource | None,
     debug: bool = False,
     user_patches: Sequence[Path] = (),
     expect: Sequence[str] = (),
@@ -67,6 +67,17 @@ def resolve(
             names = ["baseline", USER_VARIANT]
         else:
             names = list(DEFAULT_NAMES)
+    # An option that would be silently ignored is an error: the user would
+    # otherwise test something other than what they think.
+    if user_patches and tree_source is None and USER_VARIANT not in names:
+        raise ConfigError("--patch builds the variant `user`; add `--variant user` "
+                          "(or leave --variant out)")
+    claimers = {USER_VARIANT, TREE_VARIANT}
+    if expected and not claimers & set(names):
+        raise ConfigError("--expect applies to your own patch or tree (variants `user`, "
+                          "`tree`); the series' versions declare their features in series.toml")
+    if source is None and set(names) - {TREE_VARIANT}:
+        raise ConfigError("only variant `tree` can be built without the Debian source")
     variants = []
     for name in names:
         if name == TREE_VARIANT:

@@ -121,17 +121,23 @@ class FuseMount:
         return int(self.guest.run(["cat", self.pidfile], check=True).stdout.strip())
 
     def unmount(self) -> None:
-        """Unmount and wait for the server to write its counters."""
+        """Unmount and read the counters the server wrote on its way out.
+
+        labfs removes its pidfile only after the final dump, so the counters
+        are read once the pidfile is gone; a server that does not exit is an
+        error, never stale numbers.
+        """
         g = self.guest
         if not g.run(["mountpoint", "-q", self.path]).ok:
             return
         g.run(f"fusermount3 -u {self.path} || umount -l {self.path}", timeout=60)
-        # The server writes its counters on the way out; wait for it to exit.
-        wait = (f"p=$(cat {self.pidfile} 2>/dev/null); for i in $(seq 100); do "
-                f"[ -n \"$p\" ] && kill -0 $p 2>/dev/null || break; sleep 0.1; done; "
-                f"cat {self.stats_path}")
-        out = g.run(wait, timeout=60)
-        self.stats = _parse_json(out.stdout, "labfs counters") if out.ok else {}
+        wait = (f"for i in $(seq 300); do [ -e {self.pidfile} ] || exit 0; sleep 0.1; done; "
+                "exit 1")
+        if not g.run(wait, timeout=60).ok:
+            raise GuestError(f"labfs on {self.path} did not exit after unmount; "
+                             "its counters would be stale")
+        out = g.run(["cat", self.stats_path], timeout=30, check=True)
+        self.stats = _parse_json(out.stdout, "labfs counters")
 
     def snapshot(self) -> dict[str, Any]:
         """The counters now, without unmounting (SIGUSR1)."""
@@ -162,7 +168,7 @@ def probe(guest: Guest, subcommand: str, timeout: float = 120, **options: Any) -
         elif value is not False and value is not None:
             argv.append(f"{flag}={value}")
     result = guest.run(argv, timeout=timeout)
-    if result.exit_status not in (0,):
+    if result.exit_status != 0:
         raise GuestError(f"labprobe {subcommand} failed", excerpt=result.tail())
     return _parse_json(result.stdout, f"labprobe {subcommand}")
 

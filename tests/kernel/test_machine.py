@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -105,7 +106,8 @@ def test_two_variants_side_by_side(fleet, builds):
 def test_signal_to_lab_boot_leaves_nothing_running(sig, builds, image, no_qemu_leak, tmp_path):
     """`lab boot` until Ctrl-C (or SIGTERM): QEMU, overlay and socket all go away."""
     out = tmp_path / "boot"
-    before = set(Path("/tmp").glob("lab-baseline-*"))
+    tmp = Path(tempfile.gettempdir())  # where Machine makes its private folders
+    before = set(tmp.glob("lab-baseline-*"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "lab.cli", "boot", "baseline", "--results", str(out)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -120,4 +122,4 @@ def test_signal_to_lab_boot_leaves_nothing_running(sig, builds, image, no_qemu_l
     proc.send_signal(sig)
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, "".join(seen) + rest
-    assert set(Path("/tmp").glob("lab-baseline-*")) <= before  # no overlay or socket left
+    assert set(tmp.glob("lab-baseline-*")) <= before  # no overlay or socket left

@@ -66,11 +66,3 @@ def test_locks_serialize_two_processes(tmp_path):
     first, second = lines[0].split()[0], lines[2].split()[0]
     assert lines == [f"{first} in", f"{first} out", f"{second} in", f"{second} out"]
     assert {first, second} == {"a", "b"}
-
-
-def test_atomic_write_never_shows_a_partial_file(tmp_path):
-    target = tmp_path / "meta.json"
-    cache.write_json(target, {"a": 1})
-    cache.write_json(target, {"a": 2})
-    assert target.read_text().strip().endswith("}")
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".meta.json")]

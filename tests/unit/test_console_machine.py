@@ -82,3 +82,13 @@ def test_timeouts_scale_with_tcg_and_debug():
     assert timeout_scale(Accel("kvm", ""), False) == 1.0
     assert timeout_scale(Accel("tcg", ""), False) > 1.0
     assert timeout_scale(Accel("tcg", ""), True) > timeout_scale(Accel("tcg", ""), False)
+
+
+def test_specific_reports_win_over_their_bug_prefix():
+    kinds = {
+        "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [fio:99]": "soft-lockup",
+        "BUG: sleeping function called from invalid context at fs/x.c:1": "might-sleep",
+        "BUG: KASAN: slab-out-of-bounds in fuse_x+0x1/0x2": "kasan",
+    }
+    for line, kind in kinds.items():
+        assert console.find_trouble(f"[1] {line}\n")[0].kind == kind

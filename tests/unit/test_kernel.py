@@ -119,5 +119,24 @@ def test_variant_key_covers_every_input(tmp_path):
     frag2 = tmp_path / "g.config"
     frag2.write_text("CONFIG_A=n\n")
     assert v.key() != dataclasses.replace(v, fragments=(frag2,)).key()
-    p1.write_text("one, edited")
-    assert v.key() != Variant("x", src, (tmp_path / "b.patch",), (frag,)).key()
+    before = v.key()
+    p1.write_text("one, edited")  # the same file, new bytes: a new key
+    assert v.key() != before
+
+
+def test_patch_targets_from_plain_diff_and_deletions(tmp_path):
+    plain = tmp_path / "plain.patch"
+    plain.write_text("--- linux.orig/fs/a.c\t2024-01-01\n+++ linux/fs/a.c\t2024-01-02\n"
+                     "@@ -1 +1 @@\n-x\n+y\n"
+                     "--- a/fs/gone.c\n+++ /dev/null\n@@ -1 +0,0 @@\n-z\n")
+    assert kernel.patch_targets(plain) == ["fs/a.c", "fs/gone.c"]
+
+
+def test_a_deleting_patch_is_restored(tree, tmp_path):
+    before = _snapshot(tree)
+    delete = tmp_path / "delete.patch"
+    delete.write_text("--- a/fs/other.c\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-int x;\n-int z;\n")
+    kernel.apply_patches(tree, [delete], tmp_path / "log")
+    assert not (tree / "fs/other.c").exists()
+    kernel.restore_tree(tree)
+    assert _snapshot(tree) == before
