@@ -185,12 +185,14 @@ class Guest:
                     self._drop_connection()
                     raise GuestError(f"`{what}` did not return within {limit:.0f}s") from None
             except CommandTimedOut as exc:
+                self.machine.settle(0)
                 self.machine.check_alive(f"while running `{what}`")
                 raise GuestError(
                     f"`{what}` timed out after {limit:.0f}s in {self.machine.spec.name}",
                     excerpt=(exc.result.stdout + exc.result.stderr)[-2000:],
                 ) from None
             except Exception as exc:
+                self.machine.settle()  # a dying QEMU resets the connection first
                 self.machine.check_alive(f"while running `{what}`")
                 raise GuestError(f"SSH failed during `{what}`: {exc!r}") from exc
         # A command can "finish" because the guest died under it (the SSH

@@ -329,6 +329,17 @@ class Machine:
         self._console_seen = len(text)
         return console.find_trouble(fresh)
 
+    def settle(self, seconds: float = 3.0) -> None:
+        """Give a QEMU that is going away a moment to finish exiting.
+
+        An SSH error can arrive while QEMU is still tearing down (its sockets
+        close before the process is reaped); checking right then would miss
+        that the machine is gone.
+        """
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=seconds)
+
     def check_alive(self, what: str) -> None:
         """Raise the kernel's own report if the guest crashed, else BootError if gone."""
         trouble = console.find_trouble(self.console_text())
