@@ -68,6 +68,15 @@ def _arg(argv: list[str], flag: str) -> str:
     return argv[argv.index(flag) + 1]
 
 
+def _assert_each_merged_once(shard_results: list[str], merges: list[list[str]]) -> None:
+    """Every shard's --results folder is picked up by exactly one `lab report --merge`."""
+    for results in shard_results:
+        hits = [argv for argv in merges
+                if any(fnmatch.fnmatch(results, g)
+                       for g in argv[argv.index("--merge") + 1 : argv.index("--out")])]
+        assert len(hits) == 1, results
+
+
 # --- schemas ---------------------------------------------------------------------
 
 
@@ -169,11 +178,7 @@ def test_github_shards_upload_results_and_report_merges_them(github):
     merges = [argv for run in _gh_runs(jobs["report"]) for argv in _commands(run)]
     assert [argv[1] for argv in merges] == ["report", "report"]
     outs = [_arg(argv, "--out") for argv in merges]
-    for results in shard_results:
-        hits = [argv for argv in merges
-                if any(fnmatch.fnmatch(results, g)
-                       for g in argv[argv.index("--merge") + 1 : argv.index("--out")])]
-        assert len(hits) == 1, results
+    _assert_each_merged_once(shard_results, merges)
     for name in ("suite", "bench"):
         (upload,) = _gh_uses(jobs[name], "actions/upload-artifact")
         assert upload["with"]["path"].rstrip("/") == "results"
@@ -252,11 +257,7 @@ def test_gitlab_shards_keep_results_and_report_merges_them(gitlab):
     ]
     merges = list(_commands(report["script"]))
     outs = [_arg(argv, "--out") for argv in merges]
-    for results in shard_results:
-        hits = [argv for argv in merges
-                if any(fnmatch.fnmatch(results, g)
-                       for g in argv[argv.index("--merge") + 1 : argv.index("--out")])]
-        assert len(hits) == 1, results
+    _assert_each_merged_once(shard_results, merges)
     junit = report["artifacts"]["reports"]["junit"]
     assert sorted(junit) == sorted(f"{out}/junit.xml" for out in outs)
 
