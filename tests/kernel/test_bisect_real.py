@@ -43,7 +43,12 @@ def git_tree(tmp_path_factory, lab_cfg, logs):
     """Six commits; only the file contents of each version are written."""
     base = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
     series = pipeline.series_of(lab_cfg)
-    repo = tmp_path_factory.mktemp("tree") / "linux"
+    # A fixed path (the repository is made anew each time): the lab keys its
+    # private clone and build folder by the tree's path, so a second run of
+    # this test builds incrementally instead of from scratch.
+    repo = lab_cfg.cache_root / "test-trees" / "git-bisect"
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(parents=True)
     subprocess.run(["rsync", "-a", "--exclude=/.lab-*", f"{base.source.path}/", f"{repo}/"],
                    check=True)
 
