@@ -62,10 +62,9 @@ class _Tester:
             accel = pipeline.accelerator(self.cfg, build.bzimage, log_dir, self.ui)
             with pipeline.booted(self.cfg, build, self.image, accel, log_dir) as (vm, guest):
                 workloads.deploy(guest, self.cfg.cache_root)
-                result = suite.run_case(self.case, guest, candidate, build.features, 1)
-                runs = [result]
-                for _ in range(self.repeat - 1):
-                    runs.append(suite.run_case(self.case, guest, candidate, build.features, 1))
+                # One result per run: the verdict weighs them (flaky cases).
+                runs = [suite.run_case(self.case, guest, candidate, build.features)
+                        for _ in range(self.repeat)]
                 boot_s = vm.boot_seconds
         except KernelCrash as exc:
             # The candidate's kernel crashed: a verdict on it, not on the host.

@@ -7,10 +7,8 @@ the sources and the image, so later VMs only copy them in.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,12 +199,3 @@ def run_fio_file(guest: Guest, job_file: Path, directory: str, timeout: float = 
     if not result.ok:
         raise GuestError(f"fio failed on {job_file}", excerpt=result.tail())
     return parse_fio_json(result.stdout)
-
-
-@contextlib.contextmanager
-def dmesg_window(guest: Guest) -> Iterator[list[str]]:
-    """Kernel log lines printed during the block (for per-case health checks)."""
-    lines: list[str] = []
-    guest.run("dmesg -c > /dev/null", check=True)
-    yield lines
-    lines.extend(guest.run("dmesg -c", check=True).stdout.splitlines())
