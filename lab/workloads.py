@@ -1,6 +1,6 @@
 """What runs inside a guest: our FUSE server, the probes, fio.
 
-The C sources in lab/guest/ are compiled in the guest against its own
+The C sources in lab/guest_programs/ are compiled in the guest against its own
 libfuse at first use, and the binaries are cached on the host by the hash of
 the sources and the image, so later VMs only copy them in.
 """
@@ -18,7 +18,7 @@ from lab.errors import GuestError, ParseError
 from lab.fio import FioJob, FioResult, parse_fio_json, render_job
 from lab.guest import Guest
 
-GUEST_SRC = Path(__file__).resolve().parent / "guest"
+GUEST_SRC = Path(__file__).resolve().parent / "guest_programs"
 SOURCES = ("Makefile", "labfs.c", "labprobe.c")
 REMOTE = "/opt/lab"
 BINARIES = ("labfs", "labprobe")

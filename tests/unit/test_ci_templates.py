@@ -155,7 +155,7 @@ def test_github_cache_key_names_the_lab_inputs(github):
     for step_id in re.findall(r"steps\.([\w-]+)\.outputs", key):
         text += next(s["run"] for s in prepare["steps"] if s.get("id") == step_id)
     (hashed,) = re.findall(r"hashFiles\(([^)]*)\)", text)
-    for folder in ("patches", "kernels", "images", "lab/guest"):
+    for folder in ("patches", "kernels", "images", "lab/guest_programs"):
         assert f"'{folder}/**'" in hashed, folder
     assert cache["with"]["path"] == ".lab-cache"
     assert "restore-keys" in cache["with"]
