@@ -35,6 +35,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread so `with` blocks clean up."""
 
@@ -64,6 +74,27 @@ def _add_variants(p: argparse.ArgumentParser, *, many: bool = True) -> None:
                    help="your kernel tree, as it is: variant `tree` (never modified)")
     p.add_argument("--expect", action="append", default=[], metavar="FEATURE",
                    help="what your patch or tree claims, e.g. parallel-direct-writes")
+
+
+def _add_scripts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--script", action="append", type=Path, default=[], metavar="FILE",
+                   help="your own test script, run in every variant's guest (repeatable); "
+                        "KTAP/TAP output becomes sub-results")
+    p.add_argument("--script-timeout", type=positive_float, metavar="SECONDS",
+                   help="time limit per script (KVM-scale; default 300 or lab.toml)")
+
+
+def _with_scripts(cfg: config.LabConfig, args: argparse.Namespace) -> config.LabConfig:
+    """Add --script files to lab.toml's, checked now: bad input exits 2 before any build."""
+    from lab import scripts
+
+    scripts.resolve(cfg.tests.scripts, "[tests] scripts")
+    given = scripts.resolve(args.script, "--script")
+    tests = replace(cfg.tests, scripts=(*cfg.tests.scripts, *(str(s.path) for s in given)))
+    scripts.resolve(tests.scripts, "--script and [tests] scripts")  # distinct names
+    if args.script_timeout is not None:
+        tests = replace(tests, script_timeout_s=args.script_timeout)
+    return replace(cfg, tests=tests)
 
 
 def _request(args: argparse.Namespace, names: list[str]) -> VariantRequest:
@@ -180,7 +211,7 @@ def _argv_for_reproducer() -> list[str]:
 def cmd_test(args: argparse.Namespace, ui: Ui) -> int:
     from lab import runs
 
-    cfg = _cfg(args)
+    cfg = _with_scripts(_cfg(args), args)
     out = _results_dir(cfg, args, "test-")
     try:
         results = runs.test_job(cfg, _request(args, args.variant), out, ui, case_expr=args.k,
@@ -236,6 +267,8 @@ def cmd_run(args: argparse.Namespace, ui: Ui) -> int:
     from lab import runs
 
     cfg = _bench_cfg(_cfg(args), args)
+    if args.cmd == "run":
+        cfg = _with_scripts(cfg, args)
     out = _results_dir(cfg, args, "run-")
     ui.note(f"results: {out}")
     results = runs.main_job(cfg, out, ui, req=_request(args, args.variant), shard=_shard(args),
@@ -322,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
     p.add_argument("--bisect-run", action="store_true",
                    help="exit codes for git bisect run: 0 good, 1 bad, 125 skip")
+    _add_scripts(p)
     p.set_defaults(func=cmd_test)
 
     for name, helptext in (("bench", "benchmark variants with fio over FUSE"),
@@ -336,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--job-file", type=Path, metavar="FILE",
                        help="your own fio job file (no directory=; run on the FUSE mount)")
         p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+        if name == "run":
+            _add_scripts(p)
         p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="merge shard results into one report")

@@ -33,12 +33,18 @@ class VmConfig:
             raise ConfigError(f"{where}.memory_mib: at least 256, not {self.memory_mib}")
 
 
+# The default widths per server mode: the cover letter's whole range where the
+# server sets the pace (latency), and in null mode only what two vCPUs can
+# show (beyond 8 writers they measure the CPUs, not the lock).
+JOBS_BY_MODE = {"latency": (1, 2, 4, 8, 16, 32), "null": (1, 2, 4, 8)}
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """The built-in default experiment, sized for a 2-core host under TCG."""
 
     workloads: tuple[str, ...] = ("ssf-presized", "ssf", "fpj")
-    jobs: tuple[int, ...] = (1, 2, 4, 8)
+    jobs: tuple[int, ...] = ()  # set: these widths in every mode; empty: JOBS_BY_MODE
     modes: tuple[str, ...] = ("latency", "null")
     repeat: int = 3
     size_mib: int = 64  # per fio run: the shared file, or each job's file
@@ -46,6 +52,10 @@ class BenchConfig:
     write_delay_us: int = 20000  # latency mode: a slow backend
     concurrency_writers: int = 8
     job_file: str = ""  # a user's fio job file instead of the built-in workloads
+
+    def jobs_for(self, mode: str) -> tuple[int, ...]:
+        """The numjobs widths swept in `mode`."""
+        return self.jobs or JOBS_BY_MODE[mode]
 
     def validate(self, where: str) -> None:
         if self.job_file and not Path(self.job_file).is_file():
@@ -56,10 +66,24 @@ class BenchConfig:
         bad = set(self.modes) - {"null", "latency"}
         if bad:
             raise ConfigError(f"{where}.modes: unknown {sorted(bad)} (null, latency)")
-        if not self.jobs or any(j < 1 or j > 256 for j in self.jobs):
+        if any(j < 1 or j > 256 for j in self.jobs):
             raise ConfigError(f"{where}.jobs: each must be 1..256")
         if self.repeat < 1:
             raise ConfigError(f"{where}.repeat: at least 1")
+
+
+@dataclass(frozen=True)
+class TestsConfig:
+    """The user's own test scripts (lab/scripts.py), run on every variant."""
+
+    __test__ = False  # a config section, not a pytest class
+
+    scripts: tuple[str, ...] = ()  # paths, relative to lab.toml
+    script_timeout_s: float = 300.0  # per script, KVM-scale
+
+    def validate(self, where: str) -> None:
+        if self.script_timeout_s <= 0:
+            raise ConfigError(f"{where}.script_timeout_s: must be positive")
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,7 @@ class LabConfig:
     results_root: Path = REPO_ROOT / "results"
     vm: VmConfig = VmConfig()
     bench: BenchConfig = BenchConfig()
+    tests: TestsConfig = TestsConfig()
 
 
 def _typed(section: str, cls: type, raw: dict[str, Any]) -> Any:
@@ -114,8 +139,8 @@ def load(path: Path | None) -> LabConfig:
         raise ConfigError(f"{path}: {exc}") from exc
     base = path.parent
     for section in data:
-        if section not in ("lab", "vm", "bench"):
-            raise ConfigError(f"{path}: unknown section [{section}] (lab, vm, bench)")
+        if section not in ("lab", "vm", "bench", "tests"):
+            raise ConfigError(f"{path}: unknown section [{section}] (lab, vm, bench, tests)")
     lab = data.get("lab", {})
     changes: dict[str, Any] = {}
     for key, value in lab.items():
@@ -129,4 +154,8 @@ def load(path: Path | None) -> LabConfig:
         changes["vm"] = _typed("vm", VmConfig, data["vm"])
     if "bench" in data:
         changes["bench"] = _typed("bench", BenchConfig, data["bench"])
+    if "tests" in data:
+        tests = _typed("tests", TestsConfig, data["tests"])
+        changes["tests"] = replace(tests, scripts=tuple(
+            str((base / str(s)).resolve()) for s in tests.scripts))
     return replace(cfg, **changes)

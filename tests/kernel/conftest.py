@@ -1,89 +1,70 @@
-"""Fixtures that build real kernels and boot them in real QEMU VMs.
+"""The lab's own kernel tests use the lab's pytest plugin (lab/pytest_plugin.py).
 
 Builds and the image come from the lab's cache (the first run of the session
-pays for them). VMs are booted once per session per variant, side by side,
-and torn down at the end, whatever happened in between. Which variants the
-suite judges: `--lab-variants` (default baseline,patched), e.g.
+pays for them). VMs are booted once per session per variant and torn down at
+the end, whatever happened in between. Which variants the suite judges:
+`--lab-variants` (default baseline,patched), e.g.
 `pytest tests/kernel --lab-variants baseline,v1,v2,v3,v4,v5,patched` for the
-full calibration matrix.
+full calibration matrix. baseline and patched are always built: several
+tests compare the two whatever the suite runs on.
+
+The short names below (`variant`, `fleet`, `builds`, ...) are the plugin's
+`lab_*` fixtures under the names these tests have always used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from lab import config, pipeline, workloads
-from lab.ui import Ui
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--lab-variants", default="baseline,patched",
-                     help="variants the kernel suite runs on (comma-separated)")
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "variant" in metafunc.fixturenames:
-        names = metafunc.config.getoption("--lab-variants").split(",")
-        metafunc.parametrize("variant", names, scope="session")
+from lab.pytest_plugin import variant_names
 
 
 @pytest.fixture(scope="session")
-def lab_cfg() -> config.LabConfig:
-    return config.load(None)
+def lab_build_names(pytestconfig: pytest.Config) -> list[str]:
+    return list(dict.fromkeys(["baseline", "patched", *variant_names(pytestconfig)]))
 
 
 @pytest.fixture(scope="session")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("lab-logs")
+def variant(lab_variant):
+    return lab_variant
 
 
 @pytest.fixture(scope="session")
-def ui() -> Ui:
-    return Ui(quiet=True)
+def lab_cfg(lab_config):
+    return lab_config
 
 
 @pytest.fixture(scope="session")
-def builds(request: pytest.FixtureRequest, lab_cfg, logs, ui):
-    names = request.config.getoption("--lab-variants").split(",")
-    names = list(dict.fromkeys(["baseline", "patched", *names]))
-    variants = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(tuple(names)), logs)
-    return {b.variant: b for b in pipeline.build_variants(lab_cfg, variants, logs, ui)}
+def logs(lab_logs):
+    return lab_logs
 
 
 @pytest.fixture(scope="session")
-def image(lab_cfg, logs, ui):
-    return pipeline.image(lab_cfg, logs, ui)
+def ui(lab_ui):
+    return lab_ui
 
 
 @pytest.fixture(scope="session")
-def accel(lab_cfg, builds, logs, ui):
-    return pipeline.accelerator(lab_cfg, builds["baseline"].bzimage, logs, ui)
+def builds(lab_builds):
+    return lab_builds
 
 
 @pytest.fixture(scope="session")
-def fleet(lab_cfg, builds, image, accel, logs):
+def image(lab_image):
+    return lab_image
+
+
+@pytest.fixture(scope="session")
+def accel(lab_accel):
+    return lab_accel  # probed with the first build: the baseline's kernel
+
+
+@pytest.fixture(scope="session")
+def fleet(lab_fleet):
     """Booted VMs by variant name, started lazily and kept for the session."""
-    stack = contextlib.ExitStack()
-    vms: dict = {}
-
-    def get(name: str):
-        if name not in vms or not vms[name][0].is_running():
-            if name in vms:
-                vms[name][2].close()
-            inner = contextlib.ExitStack()
-            vm, guest = inner.enter_context(
-                pipeline.booted(lab_cfg, builds[name], image, accel, logs))
-            workloads.deploy(guest, lab_cfg.cache_root)
-            stack.push(inner)
-            vms[name] = (vm, guest, inner)
-        return vms[name][0], vms[name][1]
-
-    with stack:
-        yield get
+    return lab_fleet
 
 
 @pytest.fixture
