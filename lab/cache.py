@@ -12,12 +12,19 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
+import shlex
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from lab import proc
+from lab.errors import ConfigError, LabError
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +57,73 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+LOCK_TIMEOUT_S = 4 * 3600.0  # longer than any build; LAB_LOCK_TIMEOUT_S overrides
+LOCK_POLL_S = 0.2
+
+
+def lock_timeout() -> float:
+    raw = os.environ.get("LAB_LOCK_TIMEOUT_S", "")
+    try:
+        value = float(raw) if raw else LOCK_TIMEOUT_S
+    except ValueError:
+        raise ConfigError(f"LAB_LOCK_TIMEOUT_S: a number of seconds, not {raw!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"LAB_LOCK_TIMEOUT_S: a positive number of seconds, not {raw!r}")
+    return value
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds the lock at `path`, as its holder wrote it: pid, command, since when."""
+    try:
+        rec = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        rec = {}
+    if not rec.get("pid"):
+        return "a process that left no record"
+    since = rec.get("since", 0.0)
+    pid = int(rec["pid"])
+    state = "" if Path(f"/proc/{pid}").exists() else ", now gone: its leftovers are being stopped"
+    return (f"pid {pid} (`{rec.get('command', '?')}`) since "
+            f"{time.strftime('%H:%M:%S', time.localtime(since))}, "
+            f"{time.time() - since:.0f}s ago{state}")
+
+
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if needed) for the block."""
+def locked(path: Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if needed) for the block.
+
+    The file records the holder (pid, command, start time), so a waiting lab
+    says who it waits for; after `timeout` seconds (default LAB_LOCK_TIMEOUT_S
+    or 4 h) it gives up with an error naming the holder. The reaper keeps the
+    lock while the holder's children live, should the holder die.
+    """
+    limit = lock_timeout() if timeout is None else timeout
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
+    with path.open("a+") as f:
+        start = time.monotonic()
+        told = ""
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = lock_holder(path)
+                if holder != told:  # say why we stand still, again if the holder changes
+                    log.warning("waiting for %s: held by %s", path.name, holder)
+                    told = holder
+                if time.monotonic() - start > limit:
+                    raise LabError(f"gave up waiting for {path} after {limit:.0f}s: "
+                                   f"held by {holder}") from None
+                time.sleep(LOCK_POLL_S)
+        record = {"pid": os.getpid(), "command": shlex.join(sys.argv), "since": time.time()}
+        os.ftruncate(f.fileno(), 0)
+        os.pwrite(f.fileno(), (json.dumps(record) + "\n").encode(), 0)
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # Say why we stand still: another lab process holds it (a build?).
-            log.warning("waiting for %s (another lab process is using it)", path.name)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
+            with proc.lock_kept_by_reaper(f.fileno(), path.name):
+                yield
         finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(f.fileno(), 0)  # released cleanly: no holder to show
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
