@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from lab import proc
 from lab.errors import ConfigError, LabError
+from lab.verdict import FlakePolicy, RunsVerdict
 
 log = logging.getLogger(__name__)
 
@@ -138,27 +139,13 @@ class BisectResult:
 
 
 def verdict_from_runs(passes: Sequence[bool], *, bad_threshold: float = 0.5) -> Verdict:
-    """One verdict from the N runs of `--repeat N` on the same candidate.
-
-    GOOD only when every run passed: a single failure means the bug can still
-    happen there, and calling that GOOD would steer the search past the real
-    first-bad candidate. BAD when the failing fraction is at least
-    `bad_threshold` (default: half the runs). In between (it failed, but
-    rarely) the candidate is too flaky to call either way: SKIP, so the search
-    routes around it and reports an inconclusive range if it had to.
-
-    With one run this is plain pass -> GOOD, fail -> BAD.
-    """
-    if not passes:
-        raise ValueError("verdict_from_runs needs at least one run")
-    if not 0.0 < bad_threshold <= 1.0:
-        raise ValueError(f"bad_threshold must be in (0, 1], got {bad_threshold}")
-    failing = sum(1 for p in passes if not p) / len(passes)
-    if failing == 0:
-        return Verdict.GOOD
-    if failing >= bad_threshold:
-        return Verdict.BAD
-    return Verdict.SKIP
+    """One verdict from the N runs of `--repeat N` on the same candidate, by
+    the lab's one flake policy (lab/verdict.py): every run passed -> GOOD, the
+    failing fraction reached `bad_threshold` -> BAD, flaky in between -> SKIP
+    (the search routes around it). With one run: pass -> GOOD, fail -> BAD."""
+    judged = FlakePolicy(bad_threshold).judge(passes)
+    return {RunsVerdict.PASS: Verdict.GOOD, RunsVerdict.FAIL: Verdict.BAD,
+            RunsVerdict.FLAKY: Verdict.SKIP}[judged]
 
 
 def verdict_tester(fn: Callable[[str], Verdict | tuple[Verdict, str]]) -> Tester:

@@ -14,14 +14,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from lab import bisect, cache, kernel, pipeline, proc, suite, variants, workloads
+from lab import bisect, cache, checks, kernel, pipeline, proc, suite, variants, verdict
 from lab.bisect import BisectResult, InfraFailure, Step, Verdict
 from lab.config import LabConfig
-from lab.errors import BuildError, ConfigError, KernelCrash, LabError
+from lab.errors import ConfigError, LabError
 from lab.image import Image
 from lab.kernel import KernelSource, Variant
 from lab.series import check_features, load_series
 from lab.ui import Ui
+from lab.verdict import FlakePolicy
 
 
 def _one_case(expr: str) -> suite.Case:
@@ -37,49 +38,49 @@ class _Tester:
     """Build, boot, run one case; one call per bisect step."""
 
     def __init__(self, cfg: LabConfig, case: suite.Case, repeat: int, out: Path, ui: Ui,
-                 make_variant) -> None:
+                 make_variant, policy: FlakePolicy | None = None) -> None:
         self.cfg = cfg
         self.case = case
         self.repeat = repeat
+        self.policy = policy or FlakePolicy()
         self.out = out
         self.ui = ui
         self.make_variant = make_variant
         self.image: Image | None = None
 
     def __call__(self, candidate: str) -> Step:
+        """Build, boot and run the case; lab/verdict.py says what a failure means."""
         start = time.monotonic()
         log_dir = self.out / bisect.short(candidate)
         try:
             variant: Variant = self.make_variant(candidate)
-            build = pipeline.build_variants(self.cfg, [variant], log_dir, self.ui)[0]
-        except (BuildError, ConfigError) as exc:  # PatchError is a ConfigError
-            return Step(candidate, -1, Verdict.SKIP, time.monotonic() - start,
-                        f"cannot test: {str(exc).splitlines()[0]}")
-        built_s = time.monotonic() - start
-        try:
-            if self.image is None:
-                self.image = pipeline.image(self.cfg, self.out, self.ui)
-            accel = pipeline.accelerator(self.cfg, build.bzimage, log_dir, self.ui)
-            with pipeline.booted(self.cfg, build, self.image, accel, log_dir) as (vm, guest):
-                workloads.deploy(guest, self.cfg.cache_root)
-                # One result per run: the verdict weighs them (flaky cases).
-                runs = [suite.run_case(self.case, guest, candidate, build.features)
-                        for _ in range(self.repeat)]
+            self.image = self.image or pipeline.image(self.cfg, self.out, self.ui)
+            p = pipeline.prepare_variants(self.cfg, [variant], log_dir, self.ui, self.image)
+            build = p.builds[variant.name]
+            built_s = time.monotonic() - start
+            with pipeline.deployed(self.cfg, p, variant.name, log_dir, self.ui) as (vm, guest):
+                run = checks.run_case(self.case, guest, candidate, build.features,
+                                      self.repeat, self.policy)
                 boot_s = vm.boot_seconds
-        except KernelCrash as exc:
-            # The candidate's kernel crashed: a verdict on it, not on the host.
-            return Step(candidate, -1, Verdict.BAD, time.monotonic() - start,
-                        f"kernel crashed: {str(exc).splitlines()[0]}",
-                        {"console": exc.excerpt[-2000:]})
         except LabError as exc:
-            raise InfraFailure(f"{candidate}: {str(exc).splitlines()[0]}",
-                               log_path=exc.log_path, excerpt=exc.excerpt) from exc
-        verdict = bisect.verdict_from_runs([r.passed for r in runs])
-        passes = sum(r.passed for r in runs)
-        return Step(candidate, -1, verdict, time.monotonic() - start,
-                    f"{passes}/{len(runs)} passed: {runs[-1].observed}",
+            outcome = verdict.classify(exc)
+            if outcome is verdict.Outcome.LAB_BROKE:
+                raise InfraFailure(f"{candidate}: {str(exc).splitlines()[0]}",
+                                   log_path=exc.log_path, excerpt=exc.excerpt) from exc
+            bad = outcome is verdict.Outcome.KERNEL_FAILED
+            return Step(candidate, -1, Verdict.BAD if bad else Verdict.SKIP,
+                        time.monotonic() - start,
+                        f"{'kernel failed' if bad else 'cannot test'}: "
+                        f"{str(exc).splitlines()[0]}", {"console": exc.excerpt[-2000:]})
+        step_verdict = {verdict.RunsVerdict.PASS: Verdict.GOOD,
+                        verdict.RunsVerdict.FAIL: Verdict.BAD,
+                        verdict.RunsVerdict.FLAKY: Verdict.SKIP}[run.verdict]
+        return Step(candidate, -1, step_verdict, time.monotonic() - start,
+                    run.result.observed,
                     {"build_s": round(built_s, 1), "boot_s": round(boot_s, 1),
-                     "cached_build": build.cached, "release": build.release})
+                     "cached_build": build.cached, "release": build.release,
+                     **({"console": run.result.console_excerpt[-2000:]}
+                        if run.result.console_excerpt else {})})
 
 
 def run(cfg: LabConfig, args: argparse.Namespace, out: Path, ui: Ui) -> BisectResult:

@@ -54,15 +54,39 @@ class GuestError(LabError):
     """The guest misbehaved after boot: SSH failure, a crash during a command."""
 
 
-class KernelCrash(GuestError):
-    """The console showed a panic, oops, BUG, lockdep or hung-task report."""
+class GuestTimeout(GuestError):
+    """A guest command did not finish within its time limit."""
+
+
+class KernelFailure(GuestError):
+    """The kernel under test failed: a verdict on the kernel, never on the lab.
+
+    `kind` is "crash" (a report after which the kernel cannot go on), "hang"
+    (a case stopped making progress) or "error" (a guest program hit an
+    unexpected system-call failure). The evidence (the report, the blocked
+    tasks' stacks) travels in `excerpt`.
+    """
+
+    kind = "crash"
+
+
+class KernelCrash(KernelFailure):
+    """The console showed a panic, oops, BUG or another fatal report."""
+
+
+class KernelHang(KernelFailure):
+    """Guest work stopped making progress, or the kernel reported a hang."""
+
+    kind = "hang"
+
+
+class GuestProgramFailed(KernelFailure):
+    """A guest program of ours hit a system-call failure it did not expect
+    (exit status 1): the kernel misbehaved under it."""
+
+    kind = "error"
 
 
 class ParseError(LabError):
     """Captured output (fio JSON, console log) could not be understood."""
 
-
-class ExpectationFailed(LabError):
-    """The kernel's observed behaviour contradicts what the variant claims."""
-
-    exit_code = 1

@@ -22,7 +22,8 @@ import tenacity
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
-from lab.errors import GuestError, LabError
+from lab import console
+from lab.errors import GuestError, GuestTimeout, KernelHang, LabError
 from lab.image import Image
 from lab.machine import Machine
 from lab.proc import CommandResult
@@ -48,6 +49,11 @@ class Guest:
         self.command_log = command_log or machine.log_dir / f"{machine.spec.name}.commands.log"
         self._conn: Connection | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        # While a case runs (see `watch_case`): when its budget ends, and where
+        # its part of the console log starts.
+        self._deadline: float | None = None
+        self._budget_s = 0.0
+        self._console_mark = 0
 
     def __enter__(self) -> Guest:
         self.connect()
@@ -78,9 +84,9 @@ class Guest:
         )
         return conn
 
-    def connect(self) -> None:
+    def connect(self, deadline_s: float | None = None) -> None:
         """Connect, retrying while sshd comes up, until the boot deadline."""
-        deadline_s = self.machine.boot_timeout_s
+        deadline_s = deadline_s or self.machine.boot_timeout_s
 
         def attempt() -> Connection:
             self.machine.check_alive("while connecting over SSH")
@@ -109,6 +115,38 @@ class Guest:
             raise GuestError(f"{self.machine.spec.name}: no SSH within {deadline_s:.0f}s: {exc}",
                              excerpt=self.machine.console_text()[-3000:]) from exc
         self.machine.poweroff_hook = self.poweroff
+
+    def reconnect(self, deadline_s: float) -> None:
+        """A fresh SSH connection after the old one was dropped (a command that
+        never returned holds it), to gather evidence from a stuck guest."""
+        self._drop_connection()
+        self._conn = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self.connect(deadline_s)
+
+    @contextlib.contextmanager
+    def watch_case(self, budget_s: float):
+        """Bound one case: every command it runs ends by `budget_s` (KVM-scale)
+        after the start, and a hang the kernel reports on the console ends it
+        at once. Either way the case raises KernelHang."""
+        self._budget_s = budget_s * self.machine.scale
+        self._deadline = time.monotonic() + self._budget_s
+        self._console_mark = len(self.machine.console_text())
+        try:
+            yield
+        finally:
+            self._deadline = None
+
+    def console_since_case(self) -> str:
+        """The console output since the current (or last) case began."""
+        return self.machine.console_text()[self._console_mark:]
+
+    def sysrq(self, key: str, timeout: float = 10.0) -> None:
+        """Ask the guest kernel for a sysrq report (e.g. `w`: blocked tasks)."""
+        if len(key) != 1:
+            raise ValueError(f"one sysrq key, not {key!r}")
+        self.run(f"echo {key} > /proc/sysrq-trigger", timeout=timeout)
 
     def close(self) -> None:
         if self.machine.poweroff_hook == self.poweroff:
@@ -140,19 +178,37 @@ class Guest:
             raise GuestError("not connected")
         line = command if isinstance(command, str) else shlex.join(command)
         limit = timeout * self.machine.scale if scale else timeout
+        capped = False
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._hang(f"the case used up its {self._budget_s:.0f}s budget "
+                                 f"before `{line}`")
+            capped = remaining < limit
+            limit = min(limit, remaining)
         self._log(f"$ {line}\n")
         start = time.monotonic()
         # The guest kills the command itself at the limit: closing an SSH
         # channel would leave it running, holding mounts for the next command.
         remote = f"timeout -s KILL {int(limit) + 1} sh -c {shlex.quote(line)}"
         conn = self._conn
-        res = self._watch(lambda: conn.run(remote, hide=True, warn=True, timeout=limit + 10,
-                                           in_stream=False), line, limit)
+        try:
+            res = self._watch(lambda: conn.run(remote, hide=True, warn=True,
+                                               timeout=limit + 10, in_stream=False),
+                              line, limit, slack=5 if capped else 30)
+        except GuestTimeout as exc:
+            if capped:
+                raise self._hang(f"`{line}` made no progress within the case's "
+                                 f"{self._budget_s:.0f}s budget") from exc
+            raise
         result = CommandResult(line, res.exited, res.stdout, res.stderr,
                                time.monotonic() - start)
         self._log(result.stdout + result.stderr + f"[exit {result.exit_status}]\n")
         if result.exit_status == 137 and result.duration_s >= limit:
-            raise GuestError(f"`{line}` timed out after {limit:.0f}s in {self.machine.spec.name}",
+            if capped:
+                raise self._hang(f"`{line}` made no progress within the case's "
+                                 f"{self._budget_s:.0f}s budget")
+            raise GuestTimeout(f"`{line}` timed out after {limit:.0f}s in {self.machine.spec.name}",
                              excerpt=result.tail())
         if check and not result.ok:
             raise GuestError(
@@ -162,7 +218,27 @@ class Guest:
             )
         return result
 
-    def _watch(self, call, what: str, limit: float):
+    def _hang(self, message: str) -> KernelHang:
+        reports = console.find_trouble(self.console_since_case())
+        return KernelHang(f"{self.machine.spec.name}: {message}",
+                          excerpt="\n".join(r.excerpt for r in reports),
+                          log_path=self.machine.console_log)
+
+    def _check_hang_report(self, what: str) -> None:
+        """A hang the kernel itself reported while a case runs ends the case now,
+        not when its budget runs out."""
+        if self._deadline is None:
+            return
+        reports = console.find_trouble(self.console_since_case())
+        hangs = [r for r in reports if r.kind in console.HANG_KINDS]
+        if hangs:
+            self._drop_connection()
+            raise KernelHang(f"{self.machine.spec.name}: kernel {hangs[0].kind} report "
+                             f"while running `{what}`: {hangs[0].line}",
+                             excerpt="\n".join(r.excerpt for r in reports),
+                             log_path=self.machine.console_log)
+
+    def _watch(self, call, what: str, limit: float, slack: float = 30):
         """Run `call` on the SSH thread while watching the console and a deadline.
 
         A kernel crash raises KernelCrash with the console excerpt; anything the
@@ -181,13 +257,14 @@ class Guest:
                 except LabError:
                     self._drop_connection()  # unblock the SSH thread
                     raise
-                if time.monotonic() - start > limit + 30:
+                self._check_hang_report(what)
+                if time.monotonic() - start > limit + slack:
                     self._drop_connection()
-                    raise GuestError(f"`{what}` did not return within {limit:.0f}s") from None
+                    raise GuestTimeout(f"`{what}` did not return within {limit:.0f}s") from None
             except CommandTimedOut as exc:
                 self.machine.settle(0)
                 self.machine.check_alive(f"while running `{what}`")
-                raise GuestError(
+                raise GuestTimeout(
                     f"`{what}` timed out after {limit:.0f}s in {self.machine.spec.name}",
                     excerpt=(exc.result.stdout + exc.result.stderr)[-2000:],
                 ) from None

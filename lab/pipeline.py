@@ -1,7 +1,10 @@
-"""Composes the stages for the CLI and the test fixtures.
+"""The one way through the stages, for every command and the test fixtures.
 
-source -> variants -> builds; image; accelerator; boot -> machine + guest.
-Each function is a plain call taking and returning typed values.
+request -> variants -> builds + image + accelerator (`prepare`, a Prepared)
+-> a booted VM with our guest programs deployed (`deployed`, `fleet`) -> the
+caller's work. Each function is a plain call taking and returning typed
+values; `lab test`, `lab run`, `lab bench`, `lab bisect`, `lab mutate`,
+`lab boot/ssh` and the pytest fixtures all come through here.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import cache, kernel, variants
+from lab import cache, kernel, variants, workloads
 from lab.config import LabConfig
 from lab.guest import Guest
 from lab.image import Image, build_image
@@ -121,3 +124,56 @@ def booted(
 
 def series_of(cfg: LabConfig) -> Series:
     return load_series(cfg.series)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything built for a run: kernels by variant name, the image, the accelerator."""
+
+    builds: dict[str, KernelBuild]
+    image: Image
+    accel: Accel
+    inputs: dict
+
+
+def prepare(cfg: LabConfig, req: VariantRequest, out: Path, ui: Ui) -> Prepared:
+    """Build every variant and the image, pick the accelerator."""
+    vs = resolve_variants(cfg, req, out)
+    return prepare_variants(cfg, vs, out, ui)
+
+
+def prepare_variants(cfg: LabConfig, vs: Sequence[Variant], out: Path, ui: Ui,
+                     img: Image | None = None) -> Prepared:
+    builds = build_variants(cfg, vs, out, ui)
+    img = img or image(cfg, out, ui)
+    accel = accelerator(cfg, builds[0].bzimage, out, ui)
+    inputs = {
+        "source": vs[0].source.description,
+        "variants": {b.variant: b.key for b in builds},
+        "image": img.key,
+        "guest_programs": workloads.sources_key(img.key)[:24],
+        "vcpus": cfg.vm.vcpus,
+        "memory_mib": cfg.vm.memory_mib,
+    }
+    return Prepared({b.variant: b for b in builds}, img, accel, inputs)
+
+
+@contextlib.contextmanager
+def deployed(cfg: LabConfig, p: Prepared, name: str, out: Path, ui: Ui
+             ) -> Iterator[tuple[Machine, Guest]]:
+    """One variant booted, with our guest programs deployed."""
+    with contextlib.ExitStack() as stack:
+        with ui.step(f"boot {name}") as step:
+            vm, guest = stack.enter_context(
+                booted(cfg, p.builds[name], p.image, p.accel, out))
+            workloads.deploy(guest, cfg.cache_root)
+            step.done(f"up in {vm.boot_seconds:.1f}s", detail=p.builds[name].release)
+        yield vm, guest
+
+
+@contextlib.contextmanager
+def fleet(cfg: LabConfig, p: Prepared, names: Sequence[str], out: Path, ui: Ui
+          ) -> Iterator[dict[str, tuple[Machine, Guest]]]:
+    """Boot the named variants side by side, with our guest programs deployed."""
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(deployed(cfg, p, name, out, ui)) for name in names}

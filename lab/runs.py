@@ -6,73 +6,28 @@ shards of one job merge into one report.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import shlex
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lab import bench, pipeline, report, suite, workloads
+from lab import analysis, bench, checks, pipeline, report, scripts, suite
 from lab.config import BenchConfig, LabConfig
-from lab.errors import KernelCrash
+from lab.errors import KernelFailure
 from lab.guest import Guest
-from lab.image import Image
-from lab.kernel import KernelBuild
-from lab.machine import Accel, Machine
+from lab.machine import Machine
 from lab.results import CheckResult, RunResults
 from lab.shard import Shard, select
 from lab.ui import Ui
 
 
-@dataclass(frozen=True)
-class Prepared:
-    builds: dict[str, KernelBuild]
-    image: Image
-    accel: Accel
-    inputs: dict
-
-
-def prepare(cfg: LabConfig, req: pipeline.VariantRequest, out: Path, ui: Ui) -> Prepared:
-    """Build every variant and the image, pick the accelerator."""
-    variants = pipeline.resolve_variants(cfg, req, out)
-    builds = pipeline.build_variants(cfg, variants, out, ui)
-    img = pipeline.image(cfg, out, ui)
-    accel = pipeline.accelerator(cfg, builds[0].bzimage, out, ui)
-    inputs = {
-        "source": variants[0].source.description,
-        "variants": {b.variant: b.key for b in builds},
-        "image": img.key,
-        "guest_programs": workloads.sources_key(img.key)[:24],
-        "vcpus": cfg.vm.vcpus,
-        "memory_mib": cfg.vm.memory_mib,
-    }
-    return Prepared({b.variant: b for b in builds}, img, accel, inputs)
-
-
-def variant_facts(p: Prepared) -> dict[str, dict]:
+def variant_facts(p: pipeline.Prepared) -> dict[str, dict]:
     return {name: {**b.to_dict(), "kernel_release": b.release, "bzimage_sha256": b.sha256}
             for name, b in p.builds.items()}
 
 
-@contextlib.contextmanager
-def fleet(cfg: LabConfig, p: Prepared, names: Sequence[str], out: Path, ui: Ui
-          ) -> Iterator[dict[str, tuple[Machine, Guest]]]:
-    """Boot the named variants side by side, with our guest programs deployed."""
-    with contextlib.ExitStack() as stack:
-        vms: dict[str, tuple[Machine, Guest]] = {}
-        for name in names:
-            with ui.step(f"boot {name}") as step:
-                vm, guest = stack.enter_context(
-                    pipeline.booted(cfg, p.builds[name], p.image, p.accel, out))
-                workloads.deploy(guest, cfg.cache_root)
-                step.done(f"up in {vm.boot_seconds:.1f}s", detail=p.builds[name].release)
-            vms[name] = (vm, guest)
-        yield vms
-
-
-def _results(run_id: str, p: Prepared, **fields) -> RunResults:
+def _results(run_id: str, p: pipeline.Prepared, **fields) -> RunResults:
     return RunResults(
         run_id=run_id,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -95,11 +50,19 @@ def write_reproducer(out: Path, argv: Sequence[str]) -> None:
 
 
 def run_checks(
-    cfg: LabConfig, p: Prepared, items: Sequence[tuple[str, suite.Case]], out: Path, ui: Ui,
-    repeat: int = 1,
+    cfg: LabConfig, p: pipeline.Prepared, items: Sequence[tuple[str, suite.Case]], out: Path,
+    ui: Ui, repeat: int = 1, on_result: Callable[[CheckResult], None] | None = None,
 ) -> list[CheckResult]:
-    """Run (variant, case) items; one VM per variant, rebooted after a crash."""
+    """Run (variant, case) items; one VM per variant, and a fresh one after
+    any case in which the kernel failed or reported trouble, so one broken
+    case never decides the ones after it."""
     results: list[CheckResult] = []
+
+    def record(res: CheckResult) -> None:
+        results.append(res)
+        if on_result:
+            on_result(res)
+
     by_variant: dict[str, list[suite.Case]] = {}
     for variant, case in items:
         by_variant.setdefault(variant, []).append(case)
@@ -108,44 +71,58 @@ def run_checks(
         pending = list(cases)
         while pending:
             try:
-                with fleet(cfg, p, [variant], out, ui) as vms:
-                    _run_pending(vms[variant][1], variant, features, pending, results, ui,
-                                 repeat)
-            except KernelCrash as exc:
-                # The kernel crashed (at boot, or in a case): that is a verdict
-                # on the kernel, recorded against the case it hit; the VM is
-                # rebooted for the rest.
-                case = pending.pop(0)
-                results.append(CheckResult(
-                    case.name, variant, False, "no kernel crash", str(exc).splitlines()[0],
-                    {"number": case.number}, 0.0, exc.excerpt))
-                ui.note(f"{variant}: {case.name}: kernel crashed; rebooting for the rest")
+                with pipeline.deployed(cfg, p, variant, out, ui) as (_vm, guest):
+                    while pending:
+                        case = pending.pop(0)
+                        with ui.step(f"{variant}: {case.number:2d} {case.name}") as step:
+                            run = checks.run_case(case, guest, variant, features, repeat)
+                            step.done("pass" if run.result.passed else "FAIL",
+                                      detail=run.result.observed)
+                        record(run.result)
+                        if not run.vm_usable and pending:
+                            ui.note(f"{variant}: {case.name}: the kernel failed or reported "
+                                    "trouble; a fresh VM for the remaining cases")
+                            break
+            except KernelFailure as exc:
+                # The kernel failed while booting or deploying: every case left
+                # fails with the same evidence (booting it again would too).
+                for case in pending:
+                    record(checks.boot_failure(case, variant, exc))
+                pending.clear()
     return results
 
 
-def _run_pending(guest: Guest, variant: str, features: tuple[str, ...],
-                 pending: list[suite.Case], results: list[CheckResult], ui: Ui,
-                 repeat: int) -> None:
-    while pending:
-        case = pending[0]
-        with ui.step(f"{variant}: {case.number:2d} {case.name}") as step:
-            res = suite.run_case(case, guest, variant, features, repeat)
-            step.done("pass" if res.passed else "FAIL", detail=res.observed)
-        pending.pop(0)
-        results.append(res)
+def _incremental(out: Path, p: pipeline.Prepared) -> Callable[[CheckResult], None]:
+    """Write results.json after every check, so a run that dies (or is
+    interrupted) leaves what it finished behind as evidence."""
+    done: list[CheckResult] = []
+
+    def write(res: CheckResult) -> None:
+        done.append(res)
+        _results(out.name, p, checks=tuple(done), notes=("partial: the run did not finish",)
+                 ).save(out / "results.json")
+    return write
+
+
+def suite_items(cfg: LabConfig, names: Sequence[str], case_expr: str | None,
+                shard: Shard | None) -> list[tuple[str, suite.Case]]:
+    """Every (variant, case) to run: the suite's cases, then the user's scripts."""
+    cases = suite.select(case_expr)
+    items = [(v, c) for v in names for c in cases]
+    # The user's own scripts (lab/scripts.py): cases named script:<file>.
+    items += scripts.items(cfg.tests.scripts, names, cfg.tests.script_timeout_s)
+    return select(items, shard, key=lambda it: f"test/{it[0]}/{it[1].name}")
 
 
 def test_job(cfg: LabConfig, req: pipeline.VariantRequest, out: Path, ui: Ui, *,
              case_expr: str | None, repeat: int, shard: Shard | None,
              argv: Sequence[str]) -> RunResults:
-    p = prepare(cfg, req, out, ui)
-    cases = suite.select(case_expr)
-    items = [(v, c) for v in p.builds for c in cases]
-    items = select(items, shard, key=lambda it: f"test/{it[0]}/{it[1].name}")
-    checks = run_checks(cfg, p, items, out, ui, repeat)
-    results = _results(out.name, p, checks=tuple(checks))
-    report.write_report(results, out, *compared_pair(results))
+    p = pipeline.prepare(cfg, req, out, ui)
     write_reproducer(out, argv)
+    items = suite_items(cfg, list(p.builds), case_expr, shard)
+    found = run_checks(cfg, p, items, out, ui, repeat, on_result=_incremental(out, p))
+    results = _results(out.name, p, checks=tuple(found))
+    report.write_report(results, out, *compared_pair(results))
     return results
 
 
@@ -156,7 +133,7 @@ def bench_points(cfg: BenchConfig, names: Sequence[str], shard: Shard | None) ->
     return select(bench.plan(cfg, names), shard, key=lambda pt: pt.key)
 
 
-def run_bench(cfg: LabConfig, p: Prepared, points: Sequence[bench.Point],
+def run_bench(cfg: LabConfig, p: pipeline.Prepared, points: Sequence[bench.Point],
               vms: dict[str, tuple[Machine, Guest]], ui: Ui) -> list:
     guests = {name: guest for name, (_vm, guest) in vms.items()}
     with ui.step(f"benchmark: {len(points)} fio runs") as step:
@@ -173,34 +150,23 @@ def run_bench(cfg: LabConfig, p: Prepared, points: Sequence[bench.Point],
 
 def main_job(cfg: LabConfig, out: Path, ui: Ui, *, req: pipeline.VariantRequest,
              shard: Shard | None, argv: Sequence[str], with_checks: bool = True) -> RunResults:
-    """Build, boot side by side, check the core claim, benchmark, report."""
-    p = prepare(cfg, req, out, ui)
+    """Build, run the whole suite on every variant, benchmark side by side, report."""
+    p = pipeline.prepare(cfg, req, out, ui)
+    write_reproducer(out, argv)
     names = list(p.builds)
-    core = [c for c in suite.CASES if c.name == "parallel-nonextending"]
-    checks_todo = select([(v, c) for v in names for c in core] if with_checks else [], shard,
-                         key=lambda it: f"test/{it[0]}/{it[1].name}")
+    items = suite_items(cfg, names, None, shard) if with_checks else []
+    found = run_checks(cfg, p, items, out, ui, on_result=_incremental(out, p))
     points = bench_points(cfg.bench, names, shard)
-    checks: list[CheckResult] = []
     samples: list = []
-    with fleet(cfg, p, names, out, ui) as vms:
-        for variant, case in checks_todo:
-            guest = vms[variant][1]
-            with ui.step(f"core check on {variant}") as step:
-                res = suite.run_case(case, guest, variant, p.builds[variant].features)
-                step.done("pass" if res.passed else "FAIL", detail=res.observed)
-            checks.append(res)
-        samples = run_bench(cfg, p, points, vms, ui)
-    notes = (
-        "ssf starts empty (fio fallocate=none): its first writes extend the file and take the "
-        "exclusive lock even on patched kernels; ssf-presized measures purely non-extending "
-        "writes.",
-    )
-    results = _results(out.name, p, samples=tuple(samples), checks=tuple(checks), notes=notes)
+    if points:
+        with pipeline.fleet(cfg, p, names, out, ui) as vms:
+            samples = run_bench(cfg, p, points, vms, ui)
+    # The report explains ssf vs ssf-presized (lab.narrative.SSF_STARTS_EMPTY).
+    results = _results(out.name, p, samples=tuple(samples), checks=tuple(found))
     results = dataclasses.replace(
         results, inputs={**results.inputs, "bench": dataclasses.asdict(cfg.bench)})
     base, new = compared_pair(results)
     paths = report.write_report(results, out, base=base, new=new)
-    write_reproducer(out, argv)
     ui.note(f"report: {paths['markdown']}")
     return results
 
@@ -215,7 +181,7 @@ def compared_pair(results: RunResults) -> tuple[str, str]:
 def summary_table(results: RunResults) -> str:
     """The centrepiece table, as plain text for the terminal."""
     base, new = compared_pair(results)
-    rows = report.comparison_table(results, base=base, new=new)
+    rows = analysis.comparison_table(results, base=base, new=new)
     lines = [f"{'mode':8s} {'workload':13s} {'jobs':>4s} {base + ' MiB/s':>16s} "
              f"{new + ' MiB/s':>16s} {'gain':>8s}  verdict"]
     for r in rows:

@@ -7,16 +7,16 @@ the sources and the image, so later VMs only copy them in.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lab import cache
-from lab.errors import GuestError, ParseError
+from lab.errors import GuestError, GuestProgramFailed
 from lab.fio import FioJob, FioResult, parse_fio_json, render_job
 from lab.guest import Guest
+from lab.guestdata import FileCounters, ServerStats, load_json, parse_server_stats
 
 GUEST_SRC = Path(__file__).resolve().parent / "guest_programs"
 SOURCES = ("Makefile", "labfs.c", "labprobe.c")
@@ -37,12 +37,13 @@ class ServerOptions:
     fail_write_every: int = 0
     fail_write_errno: str = "EIO"
     threads: int = 64
+    attr_timeout_s: int = 1
 
     def argv(self) -> list[str]:
         onoff = {True: "on", False: "off"}
         args = [f"--direct-io={onoff[self.direct_io]}",
                 f"--parallel-direct-writes={onoff[self.parallel_direct_writes]}",
-                f"--threads={self.threads}"]
+                f"--threads={self.threads}", f"--attr-timeout={self.attr_timeout_s}"]
         if self.null_writes:
             args.append("--null-writes")
         if self.delay_write_us:
@@ -99,7 +100,7 @@ class FuseMount:
         self.path = f"/mnt/{name}"
         self.stats_path = f"/run/lab-{name}.json"
         self.pidfile = f"/run/lab-{name}.pid"
-        self.stats: dict[str, Any] = {}
+        self.stats: ServerStats | None = None
 
     def __enter__(self) -> FuseMount:
         g = self.guest
@@ -112,8 +113,12 @@ class FuseMount:
             raise GuestError("labfs did not mount", excerpt=result.tail())
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.unmount()
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        # On the way out of a failure the guest may be stuck on this very
+        # mount (a deadlocked writer): touching it could block for minutes.
+        # The VM is thrown away after a failed case, mount and all.
+        if exc_type is None:
+            self.unmount()
 
     def pid(self) -> int:
         return int(self.guest.run(["cat", self.pidfile], check=True).stdout.strip())
@@ -135,29 +140,33 @@ class FuseMount:
             raise GuestError(f"labfs on {self.path} did not exit after unmount; "
                              "its counters would be stale")
         out = g.run(["cat", self.stats_path], timeout=30, check=True)
-        self.stats = _parse_json(out.stdout, "labfs counters")
+        self.stats = parse_server_stats(out.stdout)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> ServerStats:
         """The counters now, without unmounting (SIGUSR1)."""
         out = self.guest.run(
             f"rm -f {self.stats_path}; kill -USR1 $(cat {self.pidfile}); "
             f"for i in $(seq 50); do [ -s {self.stats_path} ] && break; sleep 0.1; done; "
             f"cat {self.stats_path}", timeout=30, check=True)
-        return _parse_json(out.stdout, "labfs counters")
+        return parse_server_stats(out.stdout)
 
-    def file_stats(self, name: str) -> dict[str, int]:
-        return self.stats.get("files", {}).get(name, {})
-
-
-def _parse_json(text: str, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"{what}: not JSON: {text[:300]!r}") from exc
+    def file_stats(self, name: str) -> FileCounters:
+        """The counters of one file, read at unmount."""
+        if self.stats is None:
+            raise GuestError(f"labfs on {self.path}: counters read before the unmount")
+        return self.stats.file(name)
 
 
-def probe(guest: Guest, subcommand: str, timeout: float = 120, **options: Any) -> dict[str, Any]:
-    """Run labprobe; options become --name=value (True -> --name)."""
+EXIT_USAGE = 2  # our guest programs' "you called me wrong": a lab bug
+
+
+def probe(guest: Guest, subcommand: str, timeout: float = 120, **options: Any) -> Any:
+    """Run labprobe and return its JSON; options become --name=value (True -> --name).
+
+    labprobe exits 1 when a system call it relies on fails unexpectedly: the
+    kernel under test misbehaved (GuestProgramFailed, a verdict on the kernel).
+    Exit 2 is a usage error: the lab called it wrong.
+    """
     argv = [f"{REMOTE}/bin/labprobe", subcommand]
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
@@ -166,9 +175,13 @@ def probe(guest: Guest, subcommand: str, timeout: float = 120, **options: Any) -
         elif value is not False and value is not None:
             argv.append(f"{flag}={value}")
     result = guest.run(argv, timeout=timeout)
-    if result.exit_status != 0:
-        raise GuestError(f"labprobe {subcommand} failed", excerpt=result.tail())
-    return _parse_json(result.stdout, f"labprobe {subcommand}")
+    if result.exit_status == EXIT_USAGE or result.exit_status not in (0, 1):
+        raise GuestError(f"labprobe {subcommand} failed (exit {result.exit_status})",
+                         excerpt=result.tail())
+    if result.exit_status == 1:
+        raise GuestProgramFailed(f"labprobe {subcommand}: {result.stderr.strip()[:300]}",
+                                 excerpt=result.tail())
+    return load_json(result.stdout, f"labprobe {subcommand}")
 
 
 def run_fio(guest: Guest, job: FioJob, timeout: float = 600) -> FioResult:

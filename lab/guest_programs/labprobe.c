@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,8 +39,9 @@
 
 #define USAGE \
 "usage: labprobe pwrite --file=F --writers=N --block=B [--base=OFF] [--stride=S]\n" \
-"                       [--presize=BYTES] [--direct] [--verify]\n" \
+"                       [--presize=BYTES] [--direct] [--verify] [--rlimit-fsize=BYTES]\n" \
 "       labprobe append --file=F --writers=N --records=M --record=B [--direct]\n" \
+"                       [--presize=BYTES] [--stale]\n" \
 "       labprobe truncate-race --file=F --writers=N --block=B --presize=BYTES\n" \
 "                       --truncate-to=T --writer-delay-ms=D [--direct] [--verify]\n" \
 "       labprobe mixed --file=F --size=BYTES --block=B\n" \
@@ -141,13 +144,13 @@ static void kerrno(const char *key, int e)
 
 enum { OF_FILE, OF_WRITERS, OF_BLOCK, OF_BASE, OF_STRIDE, OF_PRESIZE,
        OF_RECORDS, OF_RECORD, OF_TRUNCTO, OF_DELAY, OF_SIZE, OF_COUNT,
-       OF_DIRECT, OF_VERIFY, OF_N };
+       OF_RLIMIT, OF_DIRECT, OF_VERIFY, OF_STALE, OF_N };
 static const char *const optname[OF_N] = {
 	"file", "writers", "block", "base", "stride", "presize", "records",
 	"record", "truncate-to", "writer-delay-ms", "size", "count",
-	"direct", "verify" };
+	"rlimit-fsize", "direct", "verify", "stale" };
 #define B(x) (1u << OF_##x)
-#define FLAG_OPTS (B(DIRECT) | B(VERIFY))
+#define FLAG_OPTS (B(DIRECT) | B(VERIFY) | B(STALE))
 
 static unsigned seen;
 static uint64_t val[OF_N];
@@ -197,8 +200,9 @@ static void parse_opts(int argc, char **argv, unsigned allowed, unsigned require
 		usage("--file is empty");
 	if (has(OF_WRITERS) && (val[OF_WRITERS] < 1 || val[OF_WRITERS] > MAX_WRITERS))
 		usage("--writers must be 1..%d", MAX_WRITERS);
-	if (has(OF_BLOCK) && (val[OF_BLOCK] < 1 || val[OF_BLOCK] > (1ULL << 30)))
-		usage("--block must be 1..1G");
+	/* --block=0: zero-length writes, the write path's earliest exit */
+	if (has(OF_BLOCK) && val[OF_BLOCK] > (1ULL << 30))
+		usage("--block must be 0..1G");
 }
 
 /* --------------------------------------------------------------- helpers */
@@ -375,8 +379,13 @@ static void *writer_thread(void *arg)
 	for (uint64_t k = 0; !w->open_failed && k < n_writes; k++) {
 		if (k)
 			fill(w, k);
-		w->ret = wmode == M_APPEND ? write(w->fd, w->buf, w->len) :
-			 pwrite(w->fd, w->buf, w->len, (off_t)(w->off + k * w->len));
+		/* --stale: an O_APPEND pwrite at offset 0.  The kernel appends all the
+		 * same, but the position it sees before taking the inode lock lies
+		 * inside the file, so only the O_APPEND flag can make it exclusive. */
+		w->ret = wmode != M_APPEND ? pwrite(w->fd, w->buf, w->len,
+						    (off_t)(w->off + k * w->len)) :
+			 has(OF_STALE) ? pwrite(w->fd, w->buf, w->len, 0) :
+			 write(w->fd, w->buf, w->len);
 		if (w->ret != (ssize_t)w->len) {
 			w->err = w->ret < 0 ? errno : 0;
 			w->stop = w->ret < 0 ? "error" : "short";
@@ -534,6 +543,14 @@ static void cmd_pwrite(void)
 	uint64_t stride = has(OF_STRIDE) ? val[OF_STRIDE] : blk;
 	if (has(OF_PRESIZE))
 		presize(val[OF_PRESIZE]);
+	if (has(OF_RLIMIT)) {
+		/* Writes at or past the limit must fail with EFBIG (not SIGXFSZ,
+		 * which we ignore) and those crossing it come back short. */
+		struct rlimit rl = { val[OF_RLIMIT], val[OF_RLIMIT] };
+		signal(SIGXFSZ, SIG_IGN);
+		if (setrlimit(RLIMIT_FSIZE, &rl))
+			die("setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
+	}
 	run_writers(M_SINGLE, base, stride, blk, NULL);
 
 	emit_head("pwrite");
@@ -574,16 +591,21 @@ static void cmd_append(void)
 		usage("--record must be a multiple of 8 in 64..1G");
 	if (n_writes < 1 || n_writes > (1ULL << 28) / val[OF_WRITERS])
 		usage("--records: need 1 <= writers*records <= 2^28");
-	presize(0);    /* the check below expects the file to hold only our records */
+	/* The file holds --presize zero bytes (default none), then only our
+	 * records: the check below walks from there. */
+	uint64_t head = has(OF_PRESIZE) ? val[OF_PRESIZE] : 0;
+	presize(0);
+	presize(head);
 	run_writers(M_APPEND, 0, 0, rec_size, NULL);
 
 	size_t total = (size_t)nw * n_writes;
-	uint64_t expected = total * rec_size;
+	uint64_t expected = head + total * rec_size;
 	unsigned write_errors = 0;
 	for (unsigned i = 0; i < nw; i++)
 		write_errors += W[i].done != n_writes;
 	emit_head("append");
-	KINTS({"records_per_writer", n_writes}, {"record", rec_size});
+	KINTS({"records_per_writer", n_writes}, {"record", rec_size}, {"presize", head});
+	kbool("stale", has(OF_STALE));
 	emit_writers();
 	KINTS({"write_errors", write_errors}, {"expected_size", expected});
 	long long fsz = emit_final_size();
@@ -610,9 +632,11 @@ static void cmd_append(void)
 	struct example torn[MAX_EXAMPLES], dup[MAX_EXAMPLES], miss[MAX_EXAMPLES];
 	unsigned ntorn = 0, ndup = 0, nmiss = 0, out_of_order = 0;
 	uint64_t found = 0, distinct = 0, garbage = 0;
-	size_t size = (size_t)got, p = 0;
+	size_t size = (size_t)got, p = head < (uint64_t)got ? head : (size_t)got;
 	if (!cnt || !lastseq)
 		die("out of memory");
+	for (size_t z = 0; z < p; z++)    /* the head must still be zeros */
+		garbage += data[z] != 0;
 	while (p < size) {
 		unsigned wr, sq;
 		const char *why = NULL;
@@ -664,7 +688,7 @@ static void cmd_append(void)
 	emit_examples("torn_examples", torn, ntorn);
 	KINTS({"garbage_bytes", garbage}, {"out_of_order", out_of_order});
 	kbool("ok", !write_errors && found == total && distinct == total && !ntorn &&
-		    !out_of_order && (uint64_t)fsz == expected);
+		    !out_of_order && !garbage && (uint64_t)fsz == expected);
 	free(data), free(cnt), free(lastseq);
 }
 
@@ -795,8 +819,8 @@ static int check_read(const char *key, int fd, uint64_t nblk, uint64_t blk,
 static void cmd_mixed(void)
 {
 	uint64_t size = val[OF_SIZE], blk = val[OF_BLOCK], nblk = size / blk, wok = 0, dok = 0;
-	if (!size || size % blk)
-		usage("--size must be a non-zero multiple of --block");
+	if (!size || !blk || size % blk)
+		usage("--size must be a non-zero multiple of a non-zero --block");
 	unsigned char *isb = calloc(nblk, 1), *buf = abuf(blk);
 	int werr = 0, ferr = 0, oerr = 0, derr = 0, ok;
 	if (!isb)
@@ -874,8 +898,9 @@ static const struct {
 	unsigned required, optional;
 } cmds[] = {
 	{ "pwrite", cmd_pwrite, B(FILE) | B(WRITERS) | B(BLOCK),
-	  B(BASE) | B(STRIDE) | B(DIRECT) | B(PRESIZE) | B(VERIFY) },
-	{ "append", cmd_append, B(FILE) | B(WRITERS) | B(RECORDS) | B(RECORD), B(DIRECT) },
+	  B(BASE) | B(STRIDE) | B(DIRECT) | B(PRESIZE) | B(VERIFY) | B(RLIMIT) },
+	{ "append", cmd_append, B(FILE) | B(WRITERS) | B(RECORDS) | B(RECORD),
+	  B(DIRECT) | B(PRESIZE) | B(STALE) },
 	{ "truncate-race", cmd_truncate_race,
 	  B(FILE) | B(WRITERS) | B(BLOCK) | B(PRESIZE) | B(TRUNCTO) | B(DELAY),
 	  B(DIRECT) | B(VERIFY) },
