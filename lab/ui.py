@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 
 
 class Step:
@@ -64,4 +65,5 @@ class Ui:
             self.console.print(f"[cyan]i[/] {message}")
 
     def error(self, message: str) -> None:
-        self.console.print(f"[red]error:[/] {message}")
+        # Messages name config sections ("[tests] scripts"): not rich markup.
+        self.console.print(f"[red]error:[/] {escape(message)}")
