@@ -60,6 +60,10 @@ def variant_names(config: pytest.Config) -> list[str]:
     return names
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    variant_names(config)  # a bad --lab-variants is a usage error before collection
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Session scope: pytest groups the tests by variant, and a VM serves them all.
     if "lab_variant" in metafunc.fixturenames:
@@ -106,7 +110,7 @@ class LabGuest:
         """labfs on /mnt/NAME, as a context manager; counters in `.stats` afterwards."""
         return self.FuseMount(self.guest, options or self.ServerOptions(), name=name)
 
-    def probe(self, subcommand: str, timeout: float = 120, **options: Any) -> dict[str, Any]:
+    def probe(self, subcommand: str, timeout: float = 120, **options: Any) -> Any:
         """Our labprobe program (see lab/workloads.py), its JSON as a dict."""
         from lab import workloads
 
@@ -204,7 +208,7 @@ def lab_fleet(lab_config, lab_builds, lab_image, lab_accel, lab_logs
 @pytest.fixture
 def lab_guest(lab_variant: str, lab_fleet, lab_builds) -> Iterator[LabGuest]:
     """The variant's guest; the test fails on any kernel report it caused."""
-    from lab import suite
+    from lab import checks
 
     vm, guest = lab_fleet(lab_variant)
     # What earlier tests (or the boot) left on the console is theirs.
@@ -213,6 +217,6 @@ def lab_guest(lab_variant: str, lab_fleet, lab_builds) -> Iterator[LabGuest]:
     yield LabGuest(lab_variant, lab_builds[lab_variant], vm, guest)
     if not vm.is_running():
         return  # the test already failed with the kernel's own report
-    ok, trouble, excerpt = suite.health(guest, vm.new_trouble())
+    ok, trouble, excerpt = checks.health(guest, vm.new_trouble())
     if not ok:
         pytest.fail(f"{lab_variant}: {trouble}\n{excerpt}", pytrace=False)

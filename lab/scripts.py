@@ -48,6 +48,9 @@ STDOUT_LIMIT = 1 << 20
 STDERR_LIMIT = 64 << 10
 TAIL_LINES = 30
 FIRST_NUMBER = 101  # after the suite's own case numbers
+# The case's budget beyond the script's own limit (KVM-scale): copying it in,
+# mounting, collecting output and stacks, unmounting.
+SETUP_BUDGET_S = 30.0
 _BLOCKED_MARK = "Show Blocked State"
 
 
@@ -237,6 +240,9 @@ def observe(ctx: CaseContext, script: Script, variant: str, timeout_s: float) ->
 def _unmount(mount: FuseMount) -> str:
     """Unmount; a server the script left unable to exit (stopped, or its mount
     still busy) is killed, so the next check starts clean."""
+    # A script may have stopped the server (SIGSTOP): it must run to exit.
+    mount.guest.run(f"[ -s {mount.pidfile} ] && kill -CONT $(cat {mount.pidfile}); true",
+                    timeout=30)
     try:
         mount.unmount()
         return ""
@@ -252,7 +258,8 @@ def cases(scripts: Sequence[Script], variant: str, timeout_s: float) -> list[Cas
     report like the suite's own cases, kernel-report check included."""
     return [
         Case(FIRST_NUMBER + i, s.check_name, f"user script {s.path}",
-             lambda ctx, s=s: observe(ctx, s, variant, timeout_s))
+             lambda ctx, s=s: observe(ctx, s, variant, timeout_s),
+             budget_s=timeout_s + SETUP_BUDGET_S)
         for i, s in enumerate(scripts)
     ]
 
