@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages the lab runs on the host.
 APT_PACKAGES := linux-source-6.1 make gcc flex bison bc libelf-dev libssl-dev dwarves \
 	patch rsync xz-utils perl git qemu-system-x86 qemu-utils mmdebstrap uidmap \
-	e2fsprogs openssh-client python3-venv ca-certificates
+	e2fsprogs openssh-client python3-venv ca-certificates fio
 
 .PHONY: setup apt venv run test lint clean-results
 

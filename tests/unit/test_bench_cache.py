@@ -28,11 +28,12 @@ def test_plan_shards_cover_everything_once():
     assert sorted(keys) == sorted(p.key for p in points)
 
 
-def test_a_custom_job_file_is_one_point_per_mode_and_repeat(tmp_path):
+def test_a_custom_job_file_is_swept_over_numjobs_and_named_by_its_stem(tmp_path):
     job = tmp_path / "mine.fio"
     job.write_text("[w]\nrw=write\nsize=1m\n")
-    cfg = BenchConfig(modes=("null",), repeat=3, job_file=str(job))
-    assert [(p.workload, p.numjobs) for p in bench.plan(cfg, ["x"])] == [("custom", 0)] * 3
+    cfg = BenchConfig(modes=("null",), jobs=(1, 4), repeat=3, job_file=str(job))
+    assert [(p.workload, p.numjobs) for p in bench.plan(cfg, ["x"])] == (
+        [("mine", 1)] * 3 + [("mine", 4)] * 3)
 
 
 def test_server_options_for_each_mode():
