@@ -10,19 +10,19 @@ import argparse
 import json
 import logging
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from lab import config, pipeline
+from lab import config, pipeline, proc
 from lab.errors import BootError, BuildError, ConfigError, KernelCrash, LabError
 from lab.pipeline import VariantRequest
 from lab.ui import Ui
 
 EXIT_INTERRUPTED = 130
+INTERACTIVE_LIMIT_S = 24 * 3600.0  # an interactive `lab ssh` shell
 
 
 def positive_int(text: str) -> int:
@@ -46,11 +46,12 @@ def positive_float(text: str) -> float:
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so `with` blocks clean up."""
+    """SIGTERM or SIGHUP (a closed terminal, a dropped SSH session), raised in
+    the main thread so `with` blocks clean up, as Ctrl-C does."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
+def _on_terminate(signum: int, frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
 
 
 # --- shared arguments ----------------------------------------------------------
@@ -174,10 +175,12 @@ def cmd_ssh(args: argparse.Namespace, ui: Ui) -> int:
             with tempfile.NamedTemporaryFile("w", suffix=".known_hosts") as known:
                 known.write(f"[127.0.0.1]:{vm.ssh_port} {img.host_key}\n")
                 known.flush()
-                return subprocess.call(
+                # Keep-alives end the session when the VM dies under it.
+                return proc.interactive(
                     ["ssh", "-i", str(img.ssh_key), "-p", str(vm.ssh_port),
                      "-o", f"UserKnownHostsFile={known.name}", "-o", "StrictHostKeyChecking=yes",
-                     "root@127.0.0.1"])
+                     "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6",
+                     "root@127.0.0.1"], timeout=INTERACTIVE_LIMIT_S, what="ssh")
         result = guest.run(" ".join(args.command), timeout=args.timeout)
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
@@ -414,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     ui = Ui()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_terminate)
     try:
         return args.func(args, ui)
     except LabError as exc:

@@ -114,7 +114,6 @@ class Guest:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise GuestError(f"{self.machine.spec.name}: no SSH within {deadline_s:.0f}s: {exc}",
                              excerpt=self.machine.console_text()[-3000:]) from exc
-        self.machine.poweroff_hook = self.poweroff
 
     def reconnect(self, deadline_s: float) -> None:
         """A fresh SSH connection after the old one was dropped (a command that
@@ -149,8 +148,6 @@ class Guest:
         self.run(f"echo {key} > /proc/sysrq-trigger", timeout=timeout)
 
     def close(self) -> None:
-        if self.machine.poweroff_hook == self.poweroff:
-            self.machine.poweroff_hook = None
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()
@@ -295,9 +292,12 @@ class Guest:
                     timeout * self.machine.scale)
 
     def poweroff(self) -> None:
-        """Ask the guest kernel to power off now (our init has no shutdown path)."""
+        """Ask the guest kernel to power off now (our init has no shutdown path).
+
+        No `sync` first: the overlay is thrown away, and sync would block on a
+        deadlocked FUSE mount."""
         if self._conn is None:
             return
         with contextlib.suppress(Exception):
-            self._conn.run("sync; echo o > /proc/sysrq-trigger", hide=True, warn=True,
+            self._conn.run("echo o > /proc/sysrq-trigger", hide=True, warn=True,
                            timeout=5 * self.machine.scale, in_stream=False)

@@ -3,8 +3,10 @@
 A `Machine` is a context manager that owns one QEMU process, its QMP socket,
 its console log and a throwaway qcow2 overlay, all in a private 0700 folder.
 Leaving the block always tears everything down: a graceful poweroff if the
-caller gave one, then QMP `quit`, then SIGTERM, then SIGKILL, each with its
-own deadline.
+caller gives one to `shutdown` (the guest's own, over SSH), then QMP `quit`,
+then SIGTERM, then SIGKILL, each with its own deadline. QEMU is started
+through `lab.proc`, so it dies with the lab however the lab dies, and the
+reaper removes the private folder then.
 """
 
 from __future__ import annotations
@@ -13,11 +15,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Any
 from qemu.qmp import QMPClient
 
 from lab import console, proc
-from lab.errors import BootError, KernelCrash, LabError
+from lab.errors import BootError, KernelCrash
 from lab.host import require_tools
 
 log = logging.getLogger(__name__)
@@ -63,6 +62,11 @@ class MachineSpec:
     debug_kernel: bool = False
 
 
+def qemu_opt(value: object) -> str:
+    """A value inside a QEMU `key=value,...` option: commas are doubled."""
+    return str(value).replace(",", ",,")
+
+
 def kernel_cmdline(spec: MachineSpec) -> str:
     # panic=-1 with -no-reboot: a panicking guest makes QEMU exit instead of
     # spinning, and the console keeps the report.
@@ -77,7 +81,7 @@ def qemu_argv(
     """The QEMU command line (pure, so it is unit-tested)."""
     return [
         QEMU,
-        "-name", spec.name,
+        "-name", qemu_opt(spec.name),
         "-nodefaults", "-no-user-config", "-display", "none",
         "-machine", "pc",
         *accel.qemu_args(),
@@ -85,13 +89,15 @@ def qemu_argv(
         "-m", str(spec.memory_mib),
         "-kernel", str(spec.kernel),
         "-append", kernel_cmdline(spec),
-        "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe",
-        "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+        "-drive", f"file={qemu_opt(overlay)},if=virtio,format=qcow2,cache=unsafe",
+        # restrict=on: the guest reaches nothing on the host or beyond; only
+        # the forwarded SSH port leads in.
+        "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
         "-device", "virtio-net-pci,netdev=net0",
         "-device", "virtio-rng-pci",
-        "-chardev", f"file,id=console,path={console_log}",
+        "-chardev", f"file,id=console,path={qemu_opt(console_log)}",
         "-serial", "chardev:console",
-        "-qmp", f"unix:{qmp},server=on,wait=off",
+        "-qmp", f"unix:{qemu_opt(qmp)},server=on,wait=off",
         "-no-reboot",
     ]
 
@@ -131,9 +137,10 @@ def probe_accel(requested: str, kernel: Path, workdir: Path) -> Accel:
     log_path = workdir / "kvm-probe.console"
     argv = [QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-machine", "pc",
             "-accel", "kvm", "-cpu", "host", "-m", "256", "-kernel", str(kernel),
-            "-append", "console=ttyS0 panic=-1", "-serial", f"file:{log_path}", "-no-reboot"]
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+            "-append", "console=ttyS0 panic=-1",
+            "-chardev", f"file,id=console,path={qemu_opt(log_path)}", "-serial", "chardev:console",
+            "-no-reboot"]
+    child = proc.spawn(argv, what="KVM probe", error=BootError)
     ok = False
     try:
         deadline = time.monotonic() + KVM_PROBE_S
@@ -143,7 +150,7 @@ def probe_accel(requested: str, kernel: Path, workdir: Path) -> Accel:
                 break
             time.sleep(0.2)
     finally:
-        proc.kill_group(child, grace_s=2)
+        child.stop(grace_s=2)
     if ok:
         return Accel("kvm", "probe boot printed to the console")
     if requested == "kvm":
@@ -195,9 +202,8 @@ class Machine:
         self.ssh_port = 0
         self.boot_seconds = 0.0
         self.ended_by = ""  # how the last shutdown finished: poweroff|quit|sigterm|sigkill
-        self.poweroff_hook: Callable[[], None] | None = None
         self._dir: Path | None = None
-        self._proc: subprocess.Popen | None = None
+        self._proc: proc.Child | None = None
         self._qmp: Qmp | None = None
         self._console_seen = 0
 
@@ -217,8 +223,7 @@ class Machine:
     def launch(self) -> None:
         require_tools([QEMU, "qemu-img"])
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._dir = Path(tempfile.mkdtemp(prefix=f"lab-{self.spec.name}-"))
-        self._dir.chmod(0o700)
+        self._dir = proc.private_dir(f"lab-{self.spec.name}-")
         overlay = self._dir / "overlay.qcow2"
         proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                   self.spec.rootfs, overlay], timeout=60, error=BootError, what="qemu-img")
@@ -230,12 +235,8 @@ class Machine:
         self.ssh_port = free_port()
         argv = qemu_argv(self.spec, self.accel, overlay=overlay, qmp=qmp_path,
                          console_log=self.console_log, ssh_port=self.ssh_port)
-        with self.qemu_log.open("w") as qlog:
-            qlog.write(" ".join(argv) + "\n")
-            qlog.flush()
-            start = time.monotonic()
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=qlog,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+        start = time.monotonic()
+        self._proc = proc.spawn(argv, output=self.qemu_log, error=BootError, what="QEMU")
         self._connect_qmp(qmp_path)
         self._wait_ready()
         self.boot_seconds = time.monotonic() - start
@@ -337,8 +338,7 @@ class Machine:
         that the machine is gone.
         """
         if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=seconds)
+            self._proc.wait(timeout=seconds)
 
     def check_alive(self, what: str) -> None:
         """Raise the kernel's own report if the guest crashed, else BootError if gone."""
@@ -355,35 +355,36 @@ class Machine:
 
     # -- teardown ----------------------------------------------------------
 
-    def shutdown(self) -> None:
+    def shutdown(self, poweroff: Callable[[], None] | None = None) -> None:
         """Stop the guest and remove its private folder; safe to call twice.
 
-        Ctrl-C and SIGTERM are held back until the ladder is done (they are
-        delivered right after), so a second Ctrl-C cannot strand QEMU.
+        `poweroff` is the guest's own way down (`Guest.poweroff`), tried first.
+        Ctrl-C, SIGTERM and SIGHUP wait until QEMU is gone, QMP closed and the
+        folder removed (they are delivered right after), so a second signal
+        cannot strand QEMU or its folder.
         """
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            if self._proc is not None and self._proc.poll() is None:
-                self.ended_by = self._stop_ladder()
-        finally:
-            if self._proc is not None and self._proc.poll() is None:
-                self._proc.kill()  # the ladder itself failed: never leave QEMU behind
-                self._proc.wait(timeout=30)
-                self.ended_by = "sigkill"
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-            if self._qmp is not None:
-                self._qmp.close()
-                self._qmp = None
-            if self._dir is not None:
-                shutil.rmtree(self._dir, ignore_errors=True)
-                self._dir = None
+        with proc.signals_deferred():
+            try:
+                if self._proc is not None and self._proc.poll() is None:
+                    self.ended_by = self._stop_ladder(poweroff)
+            finally:
+                if self._proc is not None:
+                    if self._proc.poll() is None:  # the ladder itself failed
+                        self.ended_by = "sigkill"
+                    self._proc.stop(grace_s=SHUTDOWN_STEP_S)  # reaps; never leaves QEMU
+                if self._qmp is not None:
+                    self._qmp.close()
+                    self._qmp = None
+                if self._dir is not None:
+                    proc.remove_private_dir(self._dir)
+                    self._dir = None
 
-    def _stop_ladder(self) -> str:
+    def _stop_ladder(self, poweroff: Callable[[], None] | None) -> str:
         assert self._proc is not None
         step = SHUTDOWN_STEP_S * self.scale
-        if self.poweroff_hook is not None:
-            with contextlib.suppress(LabError, OSError, EOFError):
-                self.poweroff_hook()
+        if poweroff is not None:
+            with contextlib.suppress(Exception):  # the next rung is the answer to any failure
+                poweroff()
             if self._wait_exit(step):
                 return "poweroff"
         if self._qmp is not None:
@@ -391,17 +392,13 @@ class Machine:
                 self._qmp.execute("quit")
             if self._wait_exit(step):
                 return "quit"
-        self._proc.terminate()
+        self._proc.send_signal(signal.SIGTERM)
         if self._wait_exit(step):
             return "sigterm"
-        self._proc.kill()
+        self._proc.send_signal(signal.SIGKILL)
         self._proc.wait(timeout=30)
         return "sigkill"
 
     def _wait_exit(self, seconds: float) -> bool:
         assert self._proc is not None
-        try:
-            self._proc.wait(timeout=seconds)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
+        return self._proc.wait(timeout=seconds) is not None

@@ -119,7 +119,11 @@ def booted(
     spec = machine_spec(cfg, build, img, name)
     with Machine(spec, accel, log_dir=log_dir, boot_timeout_s=cfg.vm.boot_timeout_s) as vm, \
             Guest(vm, img) as guest:
-        yield vm, guest
+        try:
+            yield vm, guest
+        finally:
+            # The guest's own poweroff first, while its SSH session is open.
+            vm.shutdown(poweroff=guest.poweroff)
 
 
 def series_of(cfg: LabConfig) -> Series:

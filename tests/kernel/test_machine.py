@@ -38,7 +38,7 @@ def test_boot_ssh_and_graceful_poweroff(lab_cfg, builds, image, accel, logs, no_
         result = guest.run(["uname", "-r"], check=True)
         assert result.stdout.strip() == builds["baseline"].release
         assert guest.run("exit 7").exit_status == 7
-        vm.shutdown()
+        vm.shutdown(poweroff=guest.poweroff)
         guest.close()
     assert vm.ended_by == "poweroff"
     assert not private_dir.exists()  # overlay and QMP socket are gone
