@@ -19,9 +19,9 @@ from lab.guest import Guest
 from lab.guestdata import FileCounters, ServerStats, load_json, parse_server_stats
 
 GUEST_SRC = Path(__file__).resolve().parent / "guest_programs"
-SOURCES = ("Makefile", "labfs.c", "labprobe.c")
+SOURCES = ("Makefile", "labfs.c", "labprobe.c", "labfsx.c", "labcommon.h")
 REMOTE = "/opt/lab"
-BINARIES = ("labfs", "labprobe")
+BINARIES = ("labfs", "labprobe", "labfsx")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def deploy(guest: Guest, cache_root: Path) -> None:
     result = guest.run(["make", "-C", f"{REMOTE}/src", "all"], timeout=120)
     if not result.ok:
         raise GuestError("compiling the guest programs failed", excerpt=result.tail())
-    guest.run(f"cp {REMOTE}/src/labfs {REMOTE}/src/labprobe {REMOTE}/bin/", check=True)
+    guest.run(["cp", *(f"{REMOTE}/src/{b}" for b in BINARIES), f"{REMOTE}/bin/"], check=True)
     with cache.locked(cache_root / "locks" / "guest-bin.lock"):
         staging = art.with_name(art.name + ".partial")
         staging.mkdir(parents=True, exist_ok=True)
