@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from lab import config, pipeline, proc
+from lab import config, pipeline, proc, usage
 from lab.errors import BootError, BuildError, ConfigError, KernelCrash, LabError
 from lab.pipeline import VariantRequest
 from lab.ui import Ui
@@ -126,6 +126,12 @@ def _results_dir(cfg: config.LabConfig, args: argparse.Namespace, prefix: str) -
 
 def cmd_build(args: argparse.Namespace, ui: Ui) -> int:
     cfg = _cfg(args)
+    if args.print_cache_key:
+        from lab import keys
+
+        key = keys.cache_key(cfg, tuple(args.patch), args.debug)
+        print(json.dumps(key.to_dict(), indent=2) if args.json else "\n".join(key.lines()))
+        return 0
     log_dir = args.results.resolve() if args.results else cfg.cache_root / "logs"
     vs = pipeline.resolve_variants(cfg, _request(args, args.variant), log_dir)
     builds = pipeline.build_variants(cfg, vs, log_dir, ui)
@@ -317,13 +323,17 @@ def cmd_bisect(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lab", description=usage.DESCRIPTION,
+                                     epilog=usage.EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("build", help="build kernel variants (cached, incremental)")
     _add_common(p)
     _add_variants(p)
     p.add_argument("--json", action="store_true", help="print name, bzImage, sha256, seconds")
+    p.add_argument("--print-cache-key", action="store_true",
+                   help="print the cache key and every input of the build keys; build nothing")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("image", help="build the guest root image (cached)")
