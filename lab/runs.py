@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -38,12 +37,10 @@ def _results(run_id: str, p: pipeline.Prepared, **fields) -> RunResults:
     )
 
 
-def write_reproducer(out: Path, argv: Sequence[str]) -> None:
-    script = out / "reproduce.sh"
-    script.write_text(
-        "#!/bin/sh\n# Re-run this job with the same inputs (from the repository root).\n"
-        f"exec .venv/bin/lab {shlex.join(argv)}\n")
-    script.chmod(0o755)
+def write_reproducer(out: Path, argv: Sequence[str], p: pipeline.Prepared | None = None) -> None:
+    from lab import reproduce
+
+    reproduce.write(out, argv, variant_keys={n: b.key for n, b in p.builds.items()} if p else None)
 
 
 # --- the suite ---------------------------------------------------------------------
@@ -118,7 +115,7 @@ def test_job(cfg: LabConfig, req: pipeline.VariantRequest, out: Path, ui: Ui, *,
              case_expr: str | None, repeat: int, shard: Shard | None,
              argv: Sequence[str]) -> RunResults:
     p = pipeline.prepare(cfg, req, out, ui)
-    write_reproducer(out, argv)
+    write_reproducer(out, argv, p)
     items = suite_items(cfg, list(p.builds), case_expr, shard)
     found = run_checks(cfg, p, items, out, ui, repeat, on_result=_incremental(out, p))
     results = _results(out.name, p, checks=tuple(found))
@@ -151,8 +148,9 @@ def run_bench(cfg: LabConfig, p: pipeline.Prepared, points: Sequence[bench.Point
 def main_job(cfg: LabConfig, out: Path, ui: Ui, *, req: pipeline.VariantRequest,
              shard: Shard | None, argv: Sequence[str], with_checks: bool = True) -> RunResults:
     """Build, run the whole suite on every variant, benchmark side by side, report."""
+    bench.check(cfg.bench, out)  # a bad job file fails before any build
     p = pipeline.prepare(cfg, req, out, ui)
-    write_reproducer(out, argv)
+    write_reproducer(out, argv, p)
     names = list(p.builds)
     items = suite_items(cfg, names, None, shard) if with_checks else []
     found = run_checks(cfg, p, items, out, ui, on_result=_incremental(out, p))
@@ -162,7 +160,8 @@ def main_job(cfg: LabConfig, out: Path, ui: Ui, *, req: pipeline.VariantRequest,
         with pipeline.fleet(cfg, p, names, out, ui) as vms:
             samples = run_bench(cfg, p, points, vms, ui)
     # The report explains ssf vs ssf-presized (lab.narrative.SSF_STARTS_EMPTY).
-    results = _results(out.name, p, samples=tuple(samples), checks=tuple(found))
+    results = _results(out.name, p, samples=tuple(samples), checks=tuple(found),
+                       notes=bench.job_file_notes(cfg.bench))
     results = dataclasses.replace(
         results, inputs={**results.inputs, "bench": dataclasses.asdict(cfg.bench)})
     base, new = compared_pair(results)
