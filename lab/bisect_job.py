@@ -14,12 +14,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from lab import bisect, cache, checks, kernel, pipeline, proc, suite, variants, verdict
+from lab import bisect, cache, checks, pipeline, proc, sources, suite, variants, verdict
 from lab.bisect import BisectResult, InfraFailure, Step, Verdict
 from lab.config import LabConfig
 from lab.errors import ConfigError, LabError
 from lab.image import Image
-from lab.kernel import KernelSource, Variant
+from lab.kernel import Variant
 from lab.series import check_features, load_series
 from lab.ui import Ui
 from lab.verdict import FlakePolicy
@@ -89,7 +89,7 @@ def run(cfg: LabConfig, args: argparse.Namespace, out: Path, ui: Ui) -> BisectRe
         raise ConfigError("lab bisect needs exactly one of --series DIR or --kernel-tree PATH")
     if args.series:
         series = load_series(args.series.resolve())
-        source = kernel.debian_source(cfg.cache_root, out)
+        source = sources.resolve(series.source, cfg.cache_root, out)
         candidates = [v.name for v in series.versions]
         looking_for = "first-bad" if args.first_bad else "first-good"
         verify_ends = True
@@ -112,14 +112,11 @@ def run(cfg: LabConfig, args: argparse.Namespace, out: Path, ui: Ui) -> BisectRe
         else:
             raise ConfigError(f"--good {args.good} and --bad {args.bad} are not on one line")
         verify_ends = False
-        clone = cfg.cache_root / "bisect" / cache.digest([str(repo)])[:12]
-        group = f"git-{cache.digest([str(repo)])[:12]}"
         features = check_features(list(args.expect), "--expect")
 
         def make_variant(rev: str) -> Variant:
-            tree = bisect.private_checkout(repo, rev, clone, log_path=out / "git.log")
-            src = KernelSource(f"{group}-{rev}", tree, f"{repo} at {bisect.short(rev)}",
-                               group=group)
+            # One private clone per tree; the build checks `rev` out under its lock.
+            src = sources.git_source(repo, rev, cfg.cache_root, out, what="candidate")
             return Variant("tree", src, (), tuple(cfg.fragments), features)
 
     tester = _Tester(cfg, case, args.repeat, out, ui, make_variant)

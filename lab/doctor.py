@@ -9,6 +9,7 @@ from lab import host, image, kernel, machine
 from lab.config import LabConfig
 from lab.errors import LabError
 from lab.host import Check
+from lab.sources import doctor_check
 
 MIN_DISK_GIB = 10.0
 MIN_MEMORY_GIB = 3.0
@@ -21,9 +22,7 @@ def run_checks(cfg: LabConfig) -> list[Check]:
         path = shutil.which(tool)
         checks.append(Check(f"tool {tool}", path is not None, path or "not found",
                             f"sudo apt-get install {host.PACKAGE_OF.get(tool, tool)}"))
-    checks.append(Check(
-        "kernel source", kernel.DEBIAN_TARBALL.is_file(), str(kernel.DEBIAN_TARBALL),
-        f"sudo apt-get install {kernel.DEBIAN_PACKAGE}"))
+    checks.append(doctor_check(cfg.series))
     try:
         sources = ", ".join(str(p) for p in image.host_apt_sources())
         checks.append(Check("apt sources for the image", True, sources))

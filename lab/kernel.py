@@ -11,6 +11,7 @@ sibling's, so only what its patches touch is compiled.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -23,35 +24,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import cache, proc
-from lab.errors import BuildError, ConfigError, PatchError, ToolMissing
+from lab import cache, gittree, patching, proc, sources
+from lab.errors import BuildError, ConfigError, PatchError
 from lab.host import require_tools
+from lab.sources import KernelSource
 
-DEBIAN_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
-DEBIAN_PACKAGE = "linux-source-6.1"
+__all__ = ["KernelSource", "Variant", "KernelBuild", "build", "apply_patches", "restore_tree"]
+
 # Bump when the way a build is made changes, so old artifacts are not reused.
 RECIPE_VERSION = "1"
-BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "patch", "rsync", "xz", "tar", "perl")
-STATE_FILE = ".lab-state.json"  # in a source copy while patches are applied
+BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "git", "rsync", "xz", "tar", "perl")
 WORK_DIR = "work"  # the fixed path every variant of a group is built at
 
 ProgressFn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class KernelSource:
-    """A tree the lab owns (a private copy); `key` names its content."""
-
-    key: str
-    path: Path
-    description: str
-    # Sources that share one tree (the commits of a git bisect) share build
-    # folders and a lock, so each step is an incremental build.
-    group: str = ""
-
-    @property
-    def build_group(self) -> str:
-        return self.group or self.key
 
 
 @dataclass(frozen=True)
@@ -62,6 +47,9 @@ class Variant:
     fragments: tuple[Path, ...]
     features: tuple[str, ...] = ()
     debug: bool = False
+    # Refuse fuzz (not part of the key: the same inputs give the same bzImage;
+    # a cached build made with fuzz is refused too).
+    strict: bool = False
 
     @property
     def build_name(self) -> str:
@@ -97,6 +85,16 @@ class KernelBuild:
     debug: bool = False
     log: Path | None = None
     extra: dict = field(default_factory=dict)
+    source: str = ""
+    # Each applied patch (mbox mails one by one): file, subject, fuzz, offsets.
+    applied: tuple[dict, ...] = ()
+    # Cover letters (patch 0/N) of the mboxes applied, for the report.
+    cover_letters: tuple[dict, ...] = ()
+
+    @property
+    def fuzz(self) -> list[str]:
+        return [f'{a["file"]} [{a["index"]}] "{a["subject"]}": fuzz {a["fuzz"]}'
+                for a in self.applied if a.get("fuzz")]
 
     def to_dict(self) -> dict:
         return {
@@ -109,6 +107,10 @@ class KernelBuild:
             "features": list(self.features),
             "debug": self.debug,
             "key": self.key,
+            "source": self.source,
+            "patches": list(self.applied),
+            "fuzz": self.fuzz,
+            "cover_letters": list(self.cover_letters),
         }
 
 
@@ -118,178 +120,75 @@ def compiler_version() -> str:
     return out.stdout.splitlines()[0] if out.stdout else "unknown"
 
 
-# --- sources -----------------------------------------------------------------
-
-
-def debian_source(cache_root: Path, log_dir: Path) -> KernelSource:
-    """Debian's linux-source-6.1, unpacked into the cache once."""
-    if not DEBIAN_TARBALL.is_file():
-        raise ToolMissing(
-            f"{DEBIAN_TARBALL} is missing: install it with `apt-get install {DEBIAN_PACKAGE}`"
-        )
-    version = _debian_package_version()
-    key = f"debian-{version}"
-    dest = cache_root / "src" / key
-    with cache.locked(cache_root / "locks" / f"src-{key}.lock"):
-        if not (dest / "Makefile").is_file():
-            staging = dest.with_name(dest.name + ".partial")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            proc.run(
-                ["tar", "-xJf", DEBIAN_TARBALL, "-C", staging, "--strip-components=1"],
-                timeout=900,
-                log_path=log_dir / "unpack-source.log",
-                error=BuildError,
-                what="unpacking the kernel source",
-            )
-            cache.publish_dir(staging, dest)
-    return KernelSource(key, dest, f"Debian {DEBIAN_PACKAGE} {version}")
-
-
-def _debian_package_version() -> str:
-    out = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Version}", DEBIAN_PACKAGE],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode == 0 and out.stdout.strip():
-        return out.stdout.strip()
-    # Not installed as a package (a copied tarball): name it by content.
-    return cache.file_sha256(DEBIAN_TARBALL)[:16]
-
-
-def tree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSource:
-    """A user's tree, copied as it is (uncommitted changes included).
-
-    rsync keeps mtimes, so a second copy of a barely changed tree is quick and
-    `make` rebuilds only what changed.
-    """
-    tree = tree.expanduser().resolve()
-    if not (tree / "Makefile").is_file() or not (tree / "Kconfig").is_file():
-        raise ConfigError(f"--kernel-tree {tree}: not a kernel source tree (no Makefile/Kconfig)")
-    name = cache.digest([str(tree)])[:12]
-    dest = cache_root / "src" / f"tree-{name}"
-    with cache.locked(cache_root / "locks" / f"src-tree-{name}.lock"):
-        dest.mkdir(parents=True, exist_ok=True)
-        proc.run(
-            ["rsync", "-a", "--delete", "--exclude=/.git", f"{tree}/", f"{dest}/"],
-            timeout=1800,
-            log_path=log_dir / "copy-tree.log",
-            error=BuildError,
-            what="copying the kernel tree",
-        )
-        if (dest / ".config").exists() or (dest / "include/config").exists():
-            # The user builds in place; kbuild refuses O= builds from such a
-            # tree. Clean our copy (never theirs).
-            proc.run(["make", "-s", "-C", dest, "mrproper"], timeout=600,
-                     log_path=log_dir / "copy-tree.log", error=BuildError,
-                     what="make mrproper in the private copy")
-        key = f"tree-{name}-{_tree_fingerprint(dest)}"
-    return KernelSource(key, dest, f"kernel tree {tree}", group=f"tree-{name}")
-
-
-def _tree_fingerprint(root: Path) -> str:
-    """Names a tree's content by every file's path, size and mtime (cheap)."""
-    parts = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for fn in sorted(filenames):
-            p = Path(dirpath) / fn
-            st = p.lstat()
-            parts.append(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}")
-    return cache.digest(parts)[:16]
-
-
 # --- patches -----------------------------------------------------------------
 
-_HEADER_RE = re.compile(r"^--- (\S+).*\n\+\+\+ (\S+)", re.MULTILINE)
+
+@dataclass(frozen=True)
+class PatchResult:
+    applied: tuple[patching.Applied, ...]
+    cover_letters: tuple[patching.CoverLetter, ...]
+    touched: tuple[str, ...]  # every path that now differs from the source's commit
 
 
-def _strip1(path: str) -> str:
-    """What `patch -p1` does to a header path: drop the first component."""
-    return path.split("/", 1)[1] if "/" in path else path
+def source_commit(tree: Path) -> str:
+    """The commit a lab-owned tree is pristine at (recorded when it was made)."""
+    marker = tree / ".git" / sources.COMMIT_FILE
+    if not marker.is_file():
+        raise BuildError(f"{tree}: not a source tree made by the lab (no {marker.name})")
+    return marker.read_text().strip()
 
 
-def patch_targets(patch: Path) -> list[str]:
-    """Files a unified diff touches, relative to the tree root (as with -p1).
+def make_source_tree(tree: Path, log_path: Path | None = None) -> str:
+    """Commit a folder as a pristine lab-owned tree (the tests' toy trees)."""
+    commit = gittree.commit_all(tree, "source (kernel-lab)", log_path=log_path,
+                                init=not gittree.is_repo(tree))
+    (tree / ".git" / sources.COMMIT_FILE).write_text(commit + "\n")
+    return commit
 
-    Both header lines count: a deleted file has only its `---` name, and
-    `diff -urN linux.orig/x linux/x` names the tree differently on each side.
+
+def apply_patches(tree: Path, patches: Sequence[Path], log_path: Path, *,
+                  commit: str = "", strict: bool = False) -> PatchResult:
+    """Apply `patches` (diffs or mboxes) in order to the pristine `tree`.
+
+    The tree is checked out at `commit` (default: the one it was made at) and
+    proven clean first; on any failure it is restored with git and a
+    PatchError names the patch (file, mail subject) and the hunk.
     """
-    targets = set()
-    for old, new in _HEADER_RE.findall(patch.read_text(errors="replace")):
-        for path in (old, new):
-            if path != "/dev/null":
-                targets.add(_strip1(path))
-    return sorted(targets)
-
-
-def _failing_hunks(output: str) -> str:
-    """The lines of `patch` output that say which file and hunk failed."""
-    current = ""
-    found = []
-    for line in output.splitlines():
-        if line.startswith(("patching file ", "checking file ")):
-            current = line.split(" ", 2)[2]
-        elif "FAILED" in line or "malformed" in line or "can't find file" in line.lower():
-            found.append(f"{current}: {line.strip()}" if current else line.strip())
-    return "\n".join(found) or output.strip()[-2000:]
-
-
-def apply_patches(tree: Path, patches: Sequence[Path], log_path: Path) -> list[str]:
-    """Apply `patches` in order to `tree`, all or nothing.
-
-    Originals are saved first; on any failure the tree is put back and a
-    PatchError names the patch file and the hunk. Returns the touched files.
-    """
-    restore_tree(tree)
-    targets = sorted({t for p in patches for t in patch_targets(p)})
-    backup = tree / ".lab-backup"
-    shutil.rmtree(backup, ignore_errors=True)
-    saved = []
-    for rel in targets:
-        src = tree / rel
-        if src.exists():
-            dst = backup / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-            saved.append(rel)
-    cache.write_json(tree / STATE_FILE, {"targets": targets, "saved": saved})
+    commit = commit or source_commit(tree)
+    gittree.ensure_pristine(tree, commit, log_path=log_path)
+    pieces: list[patching.Piece] = []
+    covers: list[patching.CoverLetter] = []
     for patch in patches:
-        result = proc.run(
-            ["patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch", "-r", "-",
-             "-i", patch.resolve()],
-            cwd=tree,
-            timeout=120,
-            log_path=log_path,
-            check=False,
-        )
-        if not result.ok:
-            restore_tree(tree)
-            raise PatchError(
-                f"patch {patch} does not apply",
-                log_path=log_path,
-                excerpt=_failing_hunks(result.stdout),
-            )
-    return targets
+        got, cover = patching.read_pieces(patch)
+        pieces += got
+        covers += cover
+    try:
+        applied = patching.apply_pieces(tree, pieces, log_path, strict=strict,
+                                        scratch=log_path.parent / f"{log_path.stem}.pieces")
+        touched = gittree.changed_paths(tree, log_path=log_path)
+    except BaseException:
+        gittree.restore(tree, commit, log_path=log_path)
+        raise
+    return PatchResult(tuple(applied), tuple(covers), tuple(touched))
 
 
-def restore_tree(tree: Path) -> None:
-    """Take applied patches out again (also after a crash mid-build)."""
-    state_path = tree / STATE_FILE
-    if not state_path.exists():
-        return
-    state = json.loads(state_path.read_text())
-    backup = tree / ".lab-backup"
-    for rel in state["targets"]:
-        dst = tree / rel
-        if rel in state["saved"]:
-            shutil.copyfile(backup / rel, dst)
-        elif dst.exists():
-            dst.unlink()  # the patch created it
-    shutil.rmtree(backup, ignore_errors=True)
-    state_path.unlink()
+def restore_tree(tree: Path, commit: str = "") -> None:
+    """Put the tree back at its commit (also after a crash mid-build)."""
+    gittree.ensure_pristine(tree, commit or source_commit(tree))
+
+
+def files_after(patches: Sequence[Path], source_tree: Path, rels: Sequence[str],
+                work: Path) -> dict[str, str]:
+    """The text of files `rels` after `patches`, worked out on a scratch copy of
+    just those files at `work` (the cached source is never touched)."""
+    for rel in rels:
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source_tree / rel, work / rel)
+    make_source_tree(work)
+    apply_patches(work, patches, work.parent / f"{work.name}-patch.log")
+    texts = {rel: (work / rel).read_text() for rel in rels}
+    restore_tree(work)
+    return texts
 
 
 # --- config ------------------------------------------------------------------
@@ -354,21 +253,23 @@ def build(
     art = cache_root / "kernels" / key
     meta_path = art / "meta.json"
     if meta_path.is_file():
-        return _from_meta(variant, art, cached=True)
+        return _checked(variant, _from_meta(variant, art, cached=True))
     require_tools(BUILD_TOOLS)
     log_path = log_dir / f"build-{variant.build_name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
     start = time.monotonic()
     tree = variant.source.path
+    commit = variant.source.commit or source_commit(tree)
     with cache.locked(cache_root / "locks" / f"src-{variant.source.build_group}.lock"):
         if meta_path.is_file():  # another lab process built it while we waited
-            return _from_meta(variant, art, cached=True)
+            return _checked(variant, _from_meta(variant, art, cached=True))
         bdir = _build_dir(variant, cache_root)
-        touched = apply_patches(tree, variant.patches, log_path)
+        patched = apply_patches(tree, variant.patches, log_path, commit=commit,
+                                strict=variant.strict)
         with contextlib.ExitStack() as stack:
-            stack.callback(restore_tree, tree)
-            _mark_stale(tree, bdir, touched)
+            stack.callback(gittree.restore, tree, commit, log_path=log_path)
+            _mark_stale(tree, bdir, list(patched.touched))
             work = stack.enter_context(_at_work_path(bdir))
             _configure(variant, tree, work, log_path)
             release_suffix = f"-lab-{key[:8]}"
@@ -380,12 +281,16 @@ def build(
             argv = ["make", "-C", tree, f"O={work}", f"-j{jobs or os.cpu_count() or 2}",
                     f"LOCALVERSION={release_suffix}", "bzImage"]
             (work / ".lab-reproduce").write_text(
-                "# rebuild this variant by hand (patches applied to the tree first):\n"
+                f"# rebuild this variant by hand: check out {commit} in {tree},\n"
+                "# apply the patches with `git apply`, then:\n"
                 + shlex.join(str(a) for a in argv) + "\n"
             )
             proc.run(argv, timeout=3 * 3600, log_path=log_path, env=env,
                      on_line=_BuildProgress(progress), error=BuildError,
                      what=f"building {variant.build_name}")
+        # The restore ran on the way out of the block: prove the source is
+        # pristine again before anything else builds from it.
+        gittree.ensure_pristine(tree, commit, log_path=log_path)
         release = (bdir / "include/config/kernel.release").read_text().strip()
         staging = art.with_name(art.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
@@ -400,7 +305,10 @@ def build(
             "sha256": cache.file_sha256(staging / "bzImage"),
             "seconds": seconds,
             "source": variant.source.description,
+            "source_commit": commit,
             "patches": [str(p) for p in variant.patches],
+            "applied": [a.to_dict() for a in patched.applied],
+            "cover_letters": [dataclasses.asdict(c) for c in patched.cover_letters],
             "fragments": [str(f) for f in variant.fragments],
             "compiler": compiler_version(),
             "build_dir": str(bdir),
@@ -409,6 +317,14 @@ def build(
         (bdir / ".lab-ok").write_text(key + "\n")
     built = _from_meta(variant, art, cached=False)
     return KernelBuild(**{**built.__dict__, "seconds": seconds, "log": log_path})
+
+
+def _checked(variant: Variant, build: KernelBuild) -> KernelBuild:
+    """A cached build made with fuzz is refused under --strict, as a new one would be."""
+    if variant.strict and build.fuzz:
+        raise PatchError(f"{variant.build_name}: its patches apply only with fuzz "
+                         "(--strict refuses fuzz)", excerpt="\n".join(build.fuzz))
+    return build
 
 
 def _from_meta(variant: Variant, art: Path, *, cached: bool) -> KernelBuild:
@@ -425,6 +341,9 @@ def _from_meta(variant: Variant, art: Path, *, cached: bool) -> KernelBuild:
         features=variant.features,
         debug=variant.debug,
         log=art / "build.log",
+        source=meta.get("source", variant.source.description),
+        applied=tuple(meta.get("applied", ())),
+        cover_letters=tuple(meta.get("cover_letters", ())),
     )
 
 

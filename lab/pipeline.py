@@ -41,25 +41,16 @@ class VariantRequest:
     patches: tuple[Path, ...] = ()
     expect: tuple[str, ...] = ()
     kernel_tree: Path | None = None
+    base: str | None = None  # with kernel_tree: an A/B of the user's git tree
+    head: str | None = None
+    strict: bool = False  # refuse patches that apply only with fuzz
 
 
 def resolve_variants(cfg: LabConfig, req: VariantRequest, log_dir: Path) -> list[Variant]:
-    series = load_series(cfg.series)
-    names = variants.split_names(req.names)
-    tree = kernel.tree_source(req.kernel_tree, cfg.cache_root, log_dir) if req.kernel_tree else None
-    # Debian's source is unpacked only if a variant is built from it.
-    tree_only = tree is not None and set(names) <= {variants.TREE_VARIANT}
-    source = None if tree_only else kernel.debian_source(cfg.cache_root, log_dir)
-    return variants.resolve(
-        names,
-        cfg=cfg,
-        series=series,
-        source=source,
-        debug=req.debug,
-        user_patches=req.patches,
-        expect=req.expect,
-        tree_source=tree,
-    )
+    return variants.from_request(
+        cfg, names=req.names, log_dir=log_dir, debug=req.debug, patches=req.patches,
+        expect=req.expect, kernel_tree=req.kernel_tree, base=req.base, head=req.head,
+        strict=req.strict)
 
 
 def build_variants(

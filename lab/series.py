@@ -1,6 +1,11 @@
 """Patch series as data: a folder with `series.toml` and one file per version.
 
 Adding a series is adding a folder; nothing in the code names a version.
+`source` says which kernel the series applies to (lab.sources); a version's
+file is a plain diff or an mbox of several patches (lab.patching);
+`baseline_features` are what the baseline already has (e.g. a newer kernel's
+I/O modes), each version lists everything it claims. Feature names are
+defined in lab.features.
 """
 
 from __future__ import annotations
@@ -9,10 +14,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import features as feature_names
 from lab.errors import ConfigError
+from lab.sources import SourceSpec, parse_spec
 
 MANIFEST = "series.toml"
-KNOWN_FEATURES = frozenset({"parallel-direct-writes"})
+KNOWN_FEATURES = feature_names.KNOWN
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class Series:
     baseline: Path | None
     versions: tuple[Version, ...]
     newest: str
+    source: SourceSpec
+    baseline_features: tuple[str, ...] = ()
 
     def version(self, name: str) -> Version:
         for v in self.versions:
@@ -71,7 +80,18 @@ def load_series(folder: Path) -> Series:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{manifest}: {exc}") from exc
     where = str(manifest)
+    known_keys = {"name", "description", "source", "baseline", "baseline_features", "newest",
+                  "version"}
+    unknown = sorted(set(data) - known_keys)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(known_keys))})")
     name = _str(data, "name", where)
+    if "source" not in data:
+        raise ConfigError(f'{where}: `source` is required, e.g. source = "debian:linux-source-X"')
+    source = parse_spec(data["source"], where, folder)
+    baseline_features = check_features(data.get("baseline_features", []),
+                                       f"{where}: baseline_features")
     baseline = None
     if "baseline" in data:
         baseline = folder / _str(data, "baseline", where)
@@ -95,4 +115,5 @@ def load_series(folder: Path) -> Series:
     newest = str(data.get("newest", names[-1]))
     if newest not in names:
         raise ConfigError(f"{where}: `newest` = {newest!r} is not a version")
-    return Series(name, folder, str(data.get("description", "")), baseline, tuple(versions), newest)
+    return Series(name, folder, str(data.get("description", "")), baseline, tuple(versions),
+                  newest, source, baseline_features)

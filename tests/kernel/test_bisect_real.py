@@ -49,19 +49,12 @@ def git_tree(tmp_path_factory, lab_cfg, logs):
     repo = lab_cfg.cache_root / "test-trees" / "git-bisect"
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
-    subprocess.run(["rsync", "-a", "--exclude=/.lab-*", f"{base.source.path}/", f"{repo}/"],
-                   check=True)
+    subprocess.run(["rsync", "-a", "--exclude=/.lab-*", "--exclude=/.git", f"{base.source.path}/",
+                    f"{repo}/"], check=True)
 
     def version_files(patches) -> dict[str, str]:
-        work = tmp_path_factory.mktemp("v")
-        for rel in ("fs/fuse/file.c", "include/uapi/linux/fuse.h"):
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(base.source.path / rel, work / rel)
-        kernel.apply_patches(work, patches, work / "log")
-        files = {rel: (work / rel).read_text()
-                 for rel in ("fs/fuse/file.c", "include/uapi/linux/fuse.h")}
-        kernel.restore_tree(work)
-        return files
+        return kernel.files_after(patches, base.source.path, ["fs/fuse/file.c",
+                                  "include/uapi/linux/fuse.h"], tmp_path_factory.mktemp("v"))
 
     def commit(message: str, files: dict[str, str]) -> str:
         for rel, text in files.items():

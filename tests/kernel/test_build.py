@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import kernel, pipeline
+from lab import gittree, kernel, pipeline
 from lab.errors import BuildError, ConfigError, PatchError
 from lab.kernel import Variant
 
@@ -17,13 +17,13 @@ pytestmark = [pytest.mark.build, pytest.mark.timeout(1800)]
 
 def _patched_copy(source: Path, patches, dest: Path) -> str:
     """fs/fuse/file.c as a variant's patches leave it (on a copy, not the cache)."""
-    for rel in ("fs/fuse/file.c", "include/uapi/linux/fuse.h"):
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        (dest / rel).write_bytes((source / rel).read_bytes())
-    kernel.apply_patches(dest, patches, dest / "patch.log")
-    text = (dest / "fs/fuse/file.c").read_text()
-    kernel.restore_tree(dest)
-    return text
+    return kernel.files_after(patches, source, ["fs/fuse/file.c", "include/uapi/linux/fuse.h"],
+                              dest)["fs/fuse/file.c"]
+
+
+def _pristine(source) -> bool:
+    """The cached source is exactly its commit: nothing changed, added or left behind."""
+    return gittree.head(source.path) == source.commit and gittree.dirty(source.path) == []
 
 
 def _function(text: str, name: str) -> str:
@@ -77,10 +77,10 @@ def test_a_patch_that_does_not_apply_names_file_and_hunk(builds, lab_cfg, logs, 
             lab_cfg, pipeline.VariantRequest(("user",), patches=(bad,)), logs)
         kernel.build(variants[0], lab_cfg.cache_root, logs)
     assert str(bad) in str(info.value)
-    assert "fs/fuse/file.c" in info.value.excerpt and "Hunk #1 FAILED" in info.value.excerpt
+    assert "fs/fuse/file.c: hunk #1 (@@ -1,3 +1,3 @@) does not apply" in info.value.excerpt
     # Nothing half-patched is left behind: the next build still works (cache hit).
     variant = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
-    assert not (variant.source.path / kernel.STATE_FILE).exists()
+    assert _pristine(variant.source)
     assert kernel.build(variant, lab_cfg.cache_root, logs).sha256 == builds["baseline"].sha256
 
 
@@ -92,7 +92,7 @@ def test_a_config_option_that_does_not_stick_is_named(builds, lab_cfg, logs, tmp
     with pytest.raises(ConfigError) as info:
         kernel.build(broken, lab_cfg.cache_root, logs)
     assert "CONFIG_LAB_NO_SUCH_OPTION=y" in info.value.excerpt
-    assert not (base.source.path / kernel.STATE_FILE).exists()
+    assert _pristine(base.source)
 
 
 def test_a_compiler_error_gives_the_log_tail_and_path(builds, lab_cfg, logs, tmp_path):
@@ -110,4 +110,4 @@ def test_a_compiler_error_gives_the_log_tail_and_path(builds, lab_cfg, logs, tmp
     assert info.value.exit_code == 3
     assert "control.c" in info.value.excerpt and "error" in info.value.excerpt
     assert info.value.log_path and info.value.log_path.is_file()
-    assert not (base.source.path / kernel.STATE_FILE).exists()
+    assert _pristine(base.source)

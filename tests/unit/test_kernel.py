@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import kernel
+from lab import gittree, kernel, patching
 from lab.errors import PatchError
 from lab.kernel import KernelSource, Variant
 
@@ -41,29 +41,39 @@ def tree(tmp_path: Path) -> Path:
     (root / "fs").mkdir(parents=True)
     (root / "fs/demo.c").write_text("int a;\nint b;\nint c;\n")
     (root / "fs/other.c").write_text("int x;\nint z;\n")
+    kernel.make_source_tree(root)
     return root
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()}
+    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*")
+            if p.is_file() and ".git" not in p.relative_to(root).parts}
 
 
-def test_patch_targets_of_the_real_series():
-    series = Path(__file__).resolve().parents[2] / "patches/fuse-parallel-dio"
-    for patch in series.glob("*.patch"):
-        assert kernel.patch_targets(patch) == ["fs/fuse/file.c", "include/uapi/linux/fuse.h"]
+def test_the_real_series_touch_only_the_fuse_files(tmp_path):
+    """Every patch of every shipped series touches fs/fuse and the uapi header only."""
+    for folder in (Path(__file__).resolve().parents[2] / "patches").iterdir():
+        for patch in folder.glob("*.patch"):
+            pieces, _ = patching.read_pieces(patch)
+            for piece in pieces:
+                names = {ln.split()[1][2:] for ln in piece.diff.splitlines()
+                         if ln.startswith("+++ ") and "/dev/null" not in ln}
+                assert names <= {"fs/fuse/file.c", "fs/fuse/iomode.c", "fs/fuse/fuse_i.h",
+                                 "include/uapi/linux/fuse.h"}, (patch, names)
 
 
 def test_apply_then_restore_gives_back_the_pristine_tree(tree, tmp_path):
     before = _snapshot(tree)
     good = tmp_path / "good.patch"
     good.write_text(GOOD)
-    touched = kernel.apply_patches(tree, [good], tmp_path / "log")
-    assert touched == ["fs/demo.c", "fs/new.c"]
+    result = kernel.apply_patches(tree, [good], tmp_path / "log")
+    assert result.touched == ("fs/demo.c", "fs/new.c")
+    assert [a.fuzz for a in result.applied] == [0]
     assert "b_changed" in (tree / "fs/demo.c").read_text()
     assert (tree / "fs/new.c").exists()
     kernel.restore_tree(tree)
     assert _snapshot(tree) == before
+    assert gittree.dirty(tree) == []
 
 
 def test_patch_that_does_not_apply_names_file_and_hunk_and_leaves_tree_pristine(tree, tmp_path):
@@ -75,9 +85,10 @@ def test_patch_that_does_not_apply_names_file_and_hunk_and_leaves_tree_pristine(
         kernel.apply_patches(tree, [good, bad], tmp_path / "log")
     err = info.value
     assert str(bad) in str(err)
-    assert "fs/other.c" in err.excerpt and "Hunk #1 FAILED" in err.excerpt
+    assert "fs/other.c: hunk #1 (@@ -1,2 +1,2 @@) does not apply" in err.excerpt
     assert err.exit_code == 2
     assert _snapshot(tree) == before  # the good patch was taken out again
+    assert gittree.dirty(tree) == []
 
 
 def test_restore_after_a_crash_mid_build(tree, tmp_path):
@@ -86,7 +97,9 @@ def test_restore_after_a_crash_mid_build(tree, tmp_path):
     good = tmp_path / "good.patch"
     good.write_text(GOOD)
     kernel.apply_patches(tree, [good], tmp_path / "log")
+    (tree / "fs/stray.o").write_text("left by a killed build")
     kernel.apply_patches(tree, [good], tmp_path / "log")  # would fail if not restored first
+    assert not (tree / "fs/stray.o").exists()
     kernel.restore_tree(tree)
     assert _snapshot(tree) == before
 
@@ -122,14 +135,6 @@ def test_variant_key_covers_every_input(tmp_path):
     before = v.key()
     p1.write_text("one, edited")  # the same file, new bytes: a new key
     assert v.key() != before
-
-
-def test_patch_targets_from_plain_diff_and_deletions(tmp_path):
-    plain = tmp_path / "plain.patch"
-    plain.write_text("--- linux.orig/fs/a.c\t2024-01-01\n+++ linux/fs/a.c\t2024-01-02\n"
-                     "@@ -1 +1 @@\n-x\n+y\n"
-                     "--- a/fs/gone.c\n+++ /dev/null\n@@ -1 +0,0 @@\n-z\n")
-    assert kernel.patch_targets(plain) == ["fs/a.c", "fs/gone.c"]
 
 
 def test_a_deleting_patch_is_restored(tree, tmp_path):

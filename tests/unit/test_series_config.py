@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from lab import config, variants
+from lab import config, features, variants
 from lab.errors import ConfigError
 from lab.kernel import KernelSource
-from lab.series import load_series
+from lab.series import KNOWN_FEATURES, load_series
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,10 +27,11 @@ def test_the_shipped_series(series):
     assert all(v.features == ("parallel-direct-writes",) for v in series.versions)
 
 
-def _write_series(folder: Path, body: str) -> Path:
+def _write_series(folder: Path, body: str, source: str = 'source = "debian:linux-source-x"\n'
+                  ) -> Path:
     folder.mkdir()
     (folder / "a.patch").write_text("--- a/x\n+++ b/x\n")
-    (folder / "series.toml").write_text(body)
+    (folder / "series.toml").write_text(source + body)
     return folder
 
 
@@ -45,6 +47,68 @@ def test_manifest_errors_name_the_problem(tmp_path):
                                   'file="a.patch"\n[[version]]\nname="v1"\nfile="a.patch"\n'))
     with pytest.raises(ConfigError, match="not a patch series"):
         load_series(tmp_path)
+    with pytest.raises(ConfigError, match="`source` is required"):
+        load_series(_write_series(tmp_path / "s4", 'name="s"\n[[version]]\nname="v1"\n'
+                                  'file="a.patch"\n', source=""))
+    with pytest.raises(ConfigError, match="expected \"debian:PACKAGE\""):
+        load_series(_write_series(tmp_path / "s5", 'name="s"\n[[version]]\nname="v1"\n'
+                                  'file="a.patch"\n', source='source = "linux-6.12"\n'))
+    with pytest.raises(ConfigError, match="needs exactly `git`"):
+        load_series(_write_series(tmp_path / "s6", 'name="s"\n[[version]]\nname="v1"\n'
+                                  'file="a.patch"\n', source='source = { git = "/x" }\n'))
+    with pytest.raises(ConfigError, match="unknown key.*sorce"):
+        load_series(_write_series(tmp_path / "s7", 'sorce="x"\nname="s"\n[[version]]\n'
+                                  'name="v1"\nfile="a.patch"\n'))
+    with pytest.raises(ConfigError, match="unknown feature"):
+        load_series(_write_series(tmp_path / "s8", 'name="s"\nbaseline_features=["x"]\n'
+                                  '[[version]]\nname="v1"\nfile="a.patch"\n'))
+
+
+def test_a_source_that_is_not_installed_says_what_to_install(tmp_path):
+    folder = _write_series(tmp_path / "s", 'name="s"\n[[version]]\nname="v1"\nfile="a.patch"\n',
+                           source='source = "debian:linux-source-0.0-not-a-package"\n')
+    cfg = dataclasses.replace(config.LabConfig(), series=folder, cache_root=tmp_path / "cache")
+    with pytest.raises(ConfigError) as info:
+        variants.from_request(cfg, names=["baseline"], log_dir=tmp_path)
+    assert "apt-get install linux-source-0.0-not-a-package" in str(info.value)
+    assert info.value.exit_code == 2
+    assert not (tmp_path / "cache").exists()  # nothing unpacked, nothing built
+
+
+def test_variant_names_are_checked_before_the_source(tmp_path):
+    folder = _write_series(tmp_path / "s", 'name="s"\n[[version]]\nname="v1"\nfile="a.patch"\n',
+                           source='source = "debian:linux-source-0.0-not-a-package"\n')
+    cfg = dataclasses.replace(config.LabConfig(), series=folder)
+    with pytest.raises(ConfigError, match="unknown variant 'v7'"):
+        variants.from_request(cfg, names=["v7"], log_dir=tmp_path)
+
+
+def test_baseline_features_go_to_the_baseline_and_the_users_patch(tmp_path):
+    folder = _write_series(tmp_path / "s", 'name="s"\nbaseline="a.patch"\n'
+                           'baseline_features=["direct-io-allow-mmap"]\n[[version]]\n'
+                           'name="v1"\nfile="a.patch"\nfeatures=["parallel-direct-writes"]\n')
+    series = load_series(folder)
+    src = KernelSource("k", tmp_path, "test")
+    mine = tmp_path / "mine.patch"
+    mine.write_text("x")
+    vs = variants.resolve(["baseline", "v1", "user"], cfg=config.LabConfig(), series=series,
+                          source=src, user_patches=[mine], expect=["parallel-direct-writes"])
+    assert [v.features for v in vs] == [
+        ("direct-io-allow-mmap",), ("parallel-direct-writes",),
+        ("direct-io-allow-mmap", "parallel-direct-writes")]
+
+
+def test_every_feature_has_a_meaning():
+    assert set(features.FEATURES) == set(KNOWN_FEATURES)
+    assert all(len(meaning) > 80 for meaning in features.FEATURES.values())
+
+
+def test_ab_options_need_each_other(tmp_path):
+    cfg = config.LabConfig()
+    with pytest.raises(ConfigError, match="--head needs --base"):
+        variants.from_request(cfg, names=[], log_dir=tmp_path, head="HEAD")
+    with pytest.raises(ConfigError, match="--base needs --kernel-tree"):
+        variants.from_request(cfg, names=[], log_dir=tmp_path, base="HEAD~1")
 
 
 def test_variant_resolution(series, tmp_path):
@@ -82,7 +146,7 @@ def test_lab_toml_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="accel"):
         config.load(path)
     path.write_text("[bench]\njobs = 'many'\n")
-    with pytest.raises(ConfigError, match="`jobs` must be a list"):
+    with pytest.raises(ConfigError, match="jobs: must be a list"):
         config.load(path)
     path.write_text("[vm]\nvcpus = 4\nboot_timeout_s = 30\n[bench]\njobs = [1, 2]\n")
     cfg = config.load(path)
