@@ -75,6 +75,15 @@ def _add_variants(p: argparse.ArgumentParser, *, many: bool = True) -> None:
                    help="your kernel tree, as it is: variant `tree` (never modified)")
     p.add_argument("--expect", action="append", default=[], metavar="FEATURE",
                    help="what your patch or tree claims, e.g. parallel-direct-writes")
+    p.add_argument("--series", type=Path, metavar="DIR",
+                   help="the patch series folder (default: lab.toml's, else fuse-parallel-dio)")
+    p.add_argument("--base", metavar="REV",
+                   help="with --kernel-tree: build REV as `baseline` and the head as `patched`")
+    p.add_argument("--head", metavar="REV",
+                   help="with --base: the revision to build as `patched` (default: the "
+                        "working tree as it is, uncommitted changes included)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse patches that apply only with fuzz")
 
 
 def _add_scripts(p: argparse.ArgumentParser) -> None:
@@ -105,11 +114,16 @@ def _request(args: argparse.Namespace, names: list[str]) -> VariantRequest:
         patches=tuple(args.patch),
         expect=tuple(args.expect),
         kernel_tree=args.kernel_tree,
+        base=args.base,
+        head=args.head,
+        strict=args.strict,
     )
 
 
 def _cfg(args: argparse.Namespace) -> config.LabConfig:
     cfg = config.load(args.config)
+    if getattr(args, "series", None):
+        cfg = replace(cfg, series=args.series.expanduser().resolve())
     if getattr(args, "accel", None):
         cfg = replace(cfg, vm=replace(cfg.vm, accel=args.accel))
     return cfg
