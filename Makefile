@@ -8,7 +8,7 @@ VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian 12 packages the lab runs on the host.
-APT_PACKAGES := linux-source-6.1 make gcc flex bison bc libelf-dev libssl-dev dwarves \
+APT_PACKAGES := linux-source-6.1 linux-source-6.12 make gcc flex bison bc libelf-dev libssl-dev dwarves \
 	patch rsync xz-utils perl git qemu-system-x86 qemu-utils mmdebstrap uidmap \
 	e2fsprogs openssh-client python3-venv ca-certificates fio
 
