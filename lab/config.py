@@ -1,7 +1,10 @@
 """lab.toml and command-line defaults, as one typed, validated value.
 
-Every key is optional; an unknown key or a wrong type is a ConfigError that
-names the key, so a typo never silently falls back to a default.
+Every key is optional. The file is validated in one pass by pydantic (strict
+types: no "4" for 4, no true for 1, no string for a list), with ranges on
+every number (no nan, no infinity, no zero where a count is needed); every
+problem is reported with its section and key, as bad input (exit 2).
+The values themselves stay plain frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -9,28 +12,32 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import ValidationError as _Invalid
 
 from lab import cache
 from lab.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+_SECTION = ConfigDict(extra="forbid")  # pydantic's settings for every section
+Count = Annotated[StrictInt, Field(ge=1)]
+Seconds = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
+
 
 @dataclass(frozen=True)
 class VmConfig:
-    vcpus: int = 2
-    memory_mib: int = 1024
-    accel: str = "auto"  # auto | kvm | tcg
-    boot_timeout_s: float = 60.0  # before the accelerator's scale factor
+    __pydantic_config__ = _SECTION
+
+    vcpus: Annotated[StrictInt, Field(ge=1, le=64)] = 2
+    memory_mib: Annotated[StrictInt, Field(ge=256, le=1 << 20)] = 1024
+    accel: Literal["auto", "kvm", "tcg"] = "auto"
+    boot_timeout_s: Seconds = 60.0  # before the accelerator's scale factor
 
     def validate(self, where: str) -> None:
-        if self.accel not in ("auto", "kvm", "tcg"):
-            raise ConfigError(f"{where}.accel: must be auto, kvm or tcg, not {self.accel!r}")
-        if not 1 <= self.vcpus <= 64:
-            raise ConfigError(f"{where}.vcpus: must be 1..64, not {self.vcpus}")
-        if self.memory_mib < 256:
-            raise ConfigError(f"{where}.memory_mib: at least 256, not {self.memory_mib}")
+        _check(type(self), self, where)
 
 
 # The default widths per server mode: the cover letter's whole range where the
@@ -43,33 +50,32 @@ JOBS_BY_MODE = {"latency": (1, 2, 4, 8, 16, 32), "null": (1, 2, 4, 8)}
 class BenchConfig:
     """The built-in default experiment, sized for a 2-core host under TCG."""
 
-    workloads: tuple[str, ...] = ("ssf-presized", "ssf", "fpj")
-    jobs: tuple[int, ...] = ()  # set: these widths in every mode; empty: JOBS_BY_MODE
-    modes: tuple[str, ...] = ("latency", "null")
-    repeat: int = 3
-    size_mib: int = 64  # per fio run: the shared file, or each job's file
-    runtime_s: int = 2
-    write_delay_us: int = 20000  # latency mode: a slow backend
-    concurrency_writers: int = 8
-    job_file: str = ""  # a user's fio job file instead of the built-in workloads
+    __pydantic_config__ = _SECTION
+
+    workloads: tuple[Literal["ssf", "ssf-presized", "fpj", "custom"], ...] = (
+        "ssf-presized", "ssf", "fpj")
+    # set: these widths in every mode; empty: JOBS_BY_MODE
+    jobs: tuple[Annotated[StrictInt, Field(ge=1, le=256)], ...] = ()
+    modes: tuple[Literal["latency", "null"], ...] = ("latency", "null")
+    repeat: Count = 3
+    size_mib: Count = 64  # per fio run: the shared file, or each job's file
+    runtime_s: Count = 2
+    write_delay_us: Annotated[StrictInt, Field(ge=0)] = 20000  # latency mode: a slow backend
+    concurrency_writers: Count = 8
+    job_file: StrictStr = ""  # a user's fio job file instead of the built-in workloads
 
     def jobs_for(self, mode: str) -> tuple[int, ...]:
         """The numjobs widths swept in `mode`."""
         return self.jobs or JOBS_BY_MODE[mode]
 
     def validate(self, where: str) -> None:
+        _check(type(self), self, where)
+        if not self.modes:
+            raise ConfigError(f"{where} modes: at least one mode")
+        if not self.workloads:
+            raise ConfigError(f"{where} workloads: at least one workload")
         if self.job_file and not Path(self.job_file).is_file():
-            raise ConfigError(f"{where}.job_file: {self.job_file} does not exist")
-        bad = set(self.workloads) - {"ssf", "ssf-presized", "fpj", "custom"}
-        if bad:
-            raise ConfigError(f"{where}.workloads: unknown {sorted(bad)} (ssf, ssf-presized, fpj)")
-        bad = set(self.modes) - {"null", "latency"}
-        if bad:
-            raise ConfigError(f"{where}.modes: unknown {sorted(bad)} (null, latency)")
-        if any(j < 1 or j > 256 for j in self.jobs):
-            raise ConfigError(f"{where}.jobs: each must be 1..256")
-        if self.repeat < 1:
-            raise ConfigError(f"{where}.repeat: at least 1")
+            raise ConfigError(f"{where} job_file: {self.job_file} does not exist")
 
 
 @dataclass(frozen=True)
@@ -77,13 +83,16 @@ class TestsConfig:
     """The user's own test scripts (lab/scripts.py), run on every variant."""
 
     __test__ = False  # a config section, not a pytest class
+    __pydantic_config__ = _SECTION
 
-    scripts: tuple[str, ...] = ()  # paths, relative to lab.toml
-    script_timeout_s: float = 300.0  # per script, KVM-scale
+    scripts: tuple[StrictStr, ...] = ()  # paths, relative to lab.toml
+    script_timeout_s: Seconds = 300.0  # per script, KVM-scale
 
     def validate(self, where: str) -> None:
-        if self.script_timeout_s <= 0:
-            raise ConfigError(f"{where}.script_timeout_s: must be positive")
+        _check(type(self), self, where)
+        for script in self.scripts:
+            if not Path(script).is_file():
+                raise ConfigError(f"{where} scripts: {script} does not exist")
 
 
 @dataclass(frozen=True)
@@ -99,29 +108,78 @@ class LabConfig:
     tests: TestsConfig = TestsConfig()
 
 
-def _typed(section: str, cls: type, raw: dict[str, Any]) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(f"[{section}] unknown key `{key}` (known: {', '.join(known)})")
-        default = getattr(cls(), key)
-        if isinstance(default, tuple):
-            if not isinstance(value, list):
-                raise ConfigError(f"[{section}] `{key}` must be a list")
-            values[key] = tuple(value)
-        else:
-            # TOML ints are fine where a float is expected; bools are not ints here.
-            ok = type(value) is type(default) or (
-                isinstance(default, float) and type(value) is int)
-            if not ok:
-                raise ConfigError(
-                    f"[{section}] `{key}` must be {type(default).__name__}, not {value!r}"
-                )
-            values[key] = value
-    obj = cls(**values)
-    obj.validate(section)
-    return obj
+class _LabSection(BaseModel):
+    """[lab]: paths, relative to the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    series: StrictStr | None = None
+    fragments: tuple[StrictStr, ...] | None = None
+    debug_fragment: StrictStr | None = None
+    image_recipe: StrictStr | None = None
+    cache_root: StrictStr | None = None
+    results_root: StrictStr | None = None
+
+
+class _File(BaseModel):
+    # Not strict as a whole: a section arrives as a table, not as an instance;
+    # each field is strict by its own type.
+    model_config = ConfigDict(extra="forbid")
+
+    lab: _LabSection = _LabSection()
+    vm: VmConfig = VmConfig()
+    bench: BenchConfig = BenchConfig()
+    tests: TestsConfig = TestsConfig()
+
+
+_SECTION_OF = {VmConfig: "vm", BenchConfig: "bench", TestsConfig: "tests"}
+_KNOWN = {"lab": tuple(_LabSection.model_fields),
+          **{name: tuple(f.name for f in fields(cls)) for cls, name in _SECTION_OF.items()}}
+_BOUNDS = {"greater_than": "more than", "greater_than_equal": "at least",
+           "less_than": "less than", "less_than_equal": "at most"}
+_NAMES = {"int_type": "an integer", "float_type": "a number", "string_type": "a string",
+          "tuple_type": "a list", "dataclass_type": "a table", "model_type": "a table",
+          "bool_type": "true or false"}
+
+
+def _problem(err: dict[str, Any], where: str) -> str:
+    """One pydantic error as `[section] key: what is wrong, not VALUE`."""
+    loc = [str(p) for p in err["loc"]]
+    kind = err["type"]
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        if len(loc) == 1:
+            return f"{where}unknown section [{loc[0]}] (lab, vm, bench, tests)"
+        known = ", ".join(_KNOWN.get(loc[0], ()))
+        return f"{where}[{loc[0]}] unknown key `{loc[-1]}` (known: {known})"
+    section = f"[{loc[0]}]" if loc else ""
+    key = "".join(f"[{p}]" if p.isdigit() else f" {p}" for p in loc[1:])
+    if kind in _NAMES:
+        what = f"must be {_NAMES[kind]}"
+    elif kind == "greater_than" and err["ctx"].get("gt") == 0:
+        what = "must be positive"
+    elif kind in _BOUNDS:
+        what = f"must be {_BOUNDS[kind]} {next(iter(err['ctx'].values()))}"
+    elif kind == "literal_error":
+        what = f"must be one of {err['ctx']['expected']}"
+    elif kind == "finite_number":
+        what = "must be a finite number"
+    else:
+        what = err["msg"][0].lower() + err["msg"][1:]
+    return f"{where}{section}{key}: {what}, not {err['input']!r}"
+
+
+def _raise(exc: _Invalid, where: str) -> None:
+    problems = [_problem(e, where) for e in exc.errors()]
+    raise ConfigError("\n".join(dict.fromkeys(problems))) from None
+
+
+def _check(cls: type, obj: Any, where: str) -> None:
+    """Validate a section built in code (command-line values) like the file's."""
+    raw = {f.name: getattr(obj, f.name) for f in fields(cls)}
+    try:
+        _File.model_validate({_SECTION_OF[cls]: raw})
+    except _Invalid as exc:
+        _raise(exc, f"{where}: ")
 
 
 def load(path: Path | None) -> LabConfig:
@@ -135,27 +193,33 @@ def load(path: Path | None) -> LabConfig:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        parsed = _File.model_validate(data)
+    except _Invalid as exc:
+        _raise(exc, f"{path}: ")
     base = path.parent
-    for section in data:
-        if section not in ("lab", "vm", "bench", "tests"):
-            raise ConfigError(f"{path}: unknown section [{section}] (lab, vm, bench, tests)")
-    lab = data.get("lab", {})
     changes: dict[str, Any] = {}
-    for key, value in lab.items():
-        if key in ("series", "debug_fragment", "image_recipe", "cache_root", "results_root"):
-            changes[key] = (base / str(value)).resolve()
-        elif key == "fragments":
-            changes[key] = tuple((base / str(v)).resolve() for v in value)
+    for key, value in parsed.lab.model_dump(exclude_none=True).items():
+        if key == "fragments":
+            changes[key] = tuple((base / v).resolve() for v in value)
         else:
-            raise ConfigError(f"{path}: [lab] unknown key `{key}`")
-    if "vm" in data:
-        changes["vm"] = _typed("vm", VmConfig, data["vm"])
-    if "bench" in data:
-        changes["bench"] = _typed("bench", BenchConfig, data["bench"])
-    if "tests" in data:
-        tests = _typed("tests", TestsConfig, data["tests"])
-        changes["tests"] = replace(tests, scripts=tuple(
-            str((base / str(s)).resolve()) for s in tests.scripts))
+            changes[key] = (base / value).resolve()
+    present = set(data)
+    if "vm" in present:
+        changes["vm"] = parsed.vm
+    if "bench" in present:
+        bench = parsed.bench
+        if bench.job_file:
+            bench = replace(bench, job_file=str((base / bench.job_file).resolve()))
+        bench.validate(f"{path}: [bench]")
+        changes["bench"] = bench
+    if "tests" in present:
+        tests = replace(parsed.tests, scripts=tuple(
+            str((base / s).resolve()) for s in parsed.tests.scripts))
+        tests.validate(f"{path}: [tests]")
+        changes["tests"] = tests
     return replace(cfg, **changes)
