@@ -210,8 +210,9 @@ def worktree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSource
             return gittree.git(clone, f"--work-tree={repo}", *args, env=env, log_path=log_path,
                                timeout=gittree.TREE_TIMEOUT_S).stdout.strip()
 
-        # One-tree read-tree -m keeps the stat data of unchanged entries.
-        in_tree("read-tree", "-m", head)
+        # --reset (a one-tree merge that ignores local changes) keeps the stat
+        # data of entries whose content did not change.
+        in_tree("read-tree", "--reset", head)
         in_tree("add", "-A", ".")
         tree_id = in_tree("write-tree")
         if tree_id == in_tree("rev-parse", f"{head}^{{tree}}"):
