@@ -12,7 +12,7 @@ APT_PACKAGES := linux-source-6.1 linux-source-6.12 make gcc flex bison bc libelf
 	patch rsync xz-utils perl git qemu-system-x86 qemu-utils mmdebstrap uidmap \
 	e2fsprogs openssh-client python3-venv ca-certificates fio
 
-.PHONY: setup apt venv run test lint clean-results
+.PHONY: setup apt venv ci-tools run test lint clean-results
 
 setup: apt venv
 
@@ -35,10 +35,25 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
+# gitlab-ci-local (npm) runs the GitLab template for real in the tests:
+# pinned, installed inside the venv folder (ignored by git). Node comes from
+# Debian (nodejs, npm) on a machine that has none.
+GITLAB_CI_LOCAL_VERSION := 4.65.1
+NODE_DIR := $(VENV)/node
+
+ci-tools: $(NODE_DIR)/.installed-$(GITLAB_CI_LOCAL_VERSION)
+
+$(NODE_DIR)/.installed-$(GITLAB_CI_LOCAL_VERSION):
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }
+	npm install --no-audit --no-fund --loglevel=error --prefix $(NODE_DIR) \
+		gitlab-ci-local@$(GITLAB_CI_LOCAL_VERSION)
+	touch $@
+
 run: setup
 	$(VENV)/bin/lab run
 
-test: setup
+test: setup ci-tools
 	$(VENV)/bin/ruff check lab tests
 	$(VENV)/bin/pytest
 

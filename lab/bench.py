@@ -99,7 +99,7 @@ def check(cfg: BenchConfig, log_dir: Path | None = None) -> None:
         raise ToolMissing("fio is not installed on this host: `sudo apt-get install fio` "
                           "(a job file is checked with fio --parse-only before any build)")
     widths = sorted({n for mode in cfg.modes for n in cfg.jobs_for(mode)})
-    with tempfile.TemporaryDirectory(prefix="lab-jobfile-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="kernel-lab-jobfile-") as tmp:
         copy = Path(tmp) / Path(cfg.job_file).name
         copy.write_text(jobfile.for_point(job, MOUNT, widths[-1]).job.render())
         result = proc.run([fio, "--parse-only", copy], timeout=60, check=False,
@@ -139,7 +139,7 @@ def run_job_file(guest: Guest, job: jobfile.JobFile, numjobs: int, mount: str,
     point = jobfile.for_point(job, mount, numjobs)
     header = (f"kernel-lab: {job.source} at numjobs={numjobs}, run on {mount}",
               *(c.describe() for c in point.changes))
-    with tempfile.TemporaryDirectory(prefix="lab-jobfile-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="kernel-lab-jobfile-") as tmp:
         copy = Path(tmp) / "user.fio"
         copy.write_text(point.job.render(header))
         guest.put(copy, f"{REMOTE}/user.fio")

@@ -303,7 +303,7 @@ def _key_inputs(repo: Path, cwd: Path, config_path: Path | None, key_args: Seque
                 ) -> tuple[list[str], str]:
     """The build key inputs, computed the way the script will: `lab build
     --print-cache-key` from `repo`'s code, with the config pinned."""
-    with tempfile.TemporaryDirectory(prefix="lab-reproduce-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="kernel-lab-reproduce-") as tmp:
         if config_path is None:
             config_path = Path(tmp) / "empty.toml"
             config_path.write_text("")
