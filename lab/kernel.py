@@ -178,14 +178,14 @@ def restore_tree(tree: Path, commit: str = "") -> None:
 
 
 def files_after(patches: Sequence[Path], source_tree: Path, rels: Sequence[str],
-                work: Path) -> dict[str, str]:
+                work: Path, *, strict: bool = False) -> dict[str, str]:
     """The text of files `rels` after `patches`, worked out on a scratch copy of
     just those files at `work` (the cached source is never touched)."""
     for rel in rels:
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source_tree / rel, work / rel)
     make_source_tree(work)
-    apply_patches(work, patches, work.parent / f"{work.name}-patch.log")
+    apply_patches(work, patches, work.parent / f"{work.name}-patch.log", strict=strict)
     texts = {rel: (work / rel).read_text() for rel in rels}
     restore_tree(work)
     return texts

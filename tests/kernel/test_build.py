@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import time
 from pathlib import Path
@@ -111,3 +112,55 @@ def test_a_compiler_error_gives_the_log_tail_and_path(builds, lab_cfg, logs, tmp
     assert "control.c" in info.value.excerpt and "error" in info.value.excerpt
     assert info.value.log_path and info.value.log_path.is_file()
     assert _pristine(base.source)
+
+
+# --- the 6.12 series ---------------------------------------------------------------
+
+SERIES_612 = Path(__file__).resolve().parents[2] / "patches/fuse-parallel-dio-6.12"
+ALL_SERIES = sorted(SERIES_612.parent.glob("*/series.toml"))
+
+
+@pytest.mark.parametrize("manifest", ALL_SERIES, ids=lambda p: p.parent.name)
+def test_every_shipped_version_applies_to_its_source_without_fuzz(manifest, lab_cfg, logs,
+                                                                  tmp_path):
+    cfg = dataclasses.replace(lab_cfg, series=manifest.parent)
+    series = pipeline.series_of(cfg)
+    base = pipeline.resolve_variants(cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
+    for version in series.versions:
+        files = kernel.files_after([series.baseline, version.patch], base.source.path,
+                                   ["fs/fuse/file.c"], tmp_path / version.name, strict=True)
+        assert "inode_lock_shared" in files["fs/fuse/file.c"], version.name
+    assert _pristine(base.source)
+
+
+@pytest.fixture(scope="module")
+def builds_612(lab_cfg, logs, ui):
+    cfg = dataclasses.replace(lab_cfg, series=SERIES_612)
+    vs = pipeline.resolve_variants(cfg, pipeline.VariantRequest(("baseline", "patched")), logs)
+    return vs, {b.variant: b for b in pipeline.build_variants(cfg, vs, logs, ui)}
+
+
+def test_612_baseline_and_stock_build_and_the_mbox_is_recorded(builds_612, tmp_path):
+    vs, builds = builds_612
+    base, stock = builds["baseline"], builds["patched"]
+    assert base.release.startswith("6.12.") and stock.release.startswith("6.12.")
+    assert base.sha256 != stock.sha256
+    assert base.features == ("direct-io-allow-mmap", "iomode-exclusive-cached")
+    assert set(stock.features) == {"parallel-direct-writes", "iomode-exclusive-cached",
+                                   "direct-io-allow-mmap"}
+    # The newest version is an mbox: a cover letter and two patches, applied in order.
+    assert [a["subject"] for a in stock.applied] == [
+        "[PATCH] fuse: take the exclusive inode lock for every direct write (lab baseline)",
+        "[PATCH 6.12 1/2] fuse: allow non-extending parallel direct writes on the same file",
+        "[PATCH 6.12 2/2] fuse: no parallel direct writes while the inode is in caching I/O "
+        "mode"]
+    assert [a["fuzz"] for a in stock.applied] == [0, 0, 0]
+    assert stock.cover_letters[0]["subject"].startswith("[PATCH 6.12 0/2]")
+    assert stock.to_dict()["cover_letters"] == list(stock.cover_letters)
+    # Baseline plus the stock mbox is Debian's 6.12 exactly.
+    source = vs[1].source
+    stock_file = _patched_copy(source.path, vs[1].patches, tmp_path / "stock")
+    assert stock_file == (source.path / "fs/fuse/file.c").read_text()
+    base_file = _patched_copy(source.path, vs[0].patches, tmp_path / "base")
+    assert "inode_lock_shared" not in base_file
+    assert _pristine(source)

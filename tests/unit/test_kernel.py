@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,17 @@ def test_a_deleting_patch_is_restored(tree, tmp_path):
     assert not (tree / "fs/other.c").exists()
     kernel.restore_tree(tree)
     assert _snapshot(tree) == before
+
+
+def test_a_cached_build_made_with_fuzz_is_refused_under_strict(tmp_path):
+    art = tmp_path / "kernels" / "k1"
+    art.mkdir(parents=True)
+    (art / "meta.json").write_text(json.dumps({
+        "sha256": "0" * 64, "release": "6.x", "seconds": 1.0, "source": "test",
+        "applied": [{"file": "v1.patch", "index": 1, "subject": "s", "fuzz": 2, "notes": []}]}))
+    variant = Variant("v1", KernelSource("debian-1", tmp_path, "test"), (), ())
+    build = kernel._from_meta(variant, art, cached=True)
+    assert build.fuzz == ['v1.patch [1] "s": fuzz 2']
+    assert kernel._checked(variant, build) is build
+    with pytest.raises(PatchError, match="--strict refuses fuzz"):
+        kernel._checked(dataclasses.replace(variant, strict=True), build)
