@@ -305,7 +305,7 @@ def cmd_run(args: argparse.Namespace, ui: Ui) -> int:
 
 def cmd_report(args: argparse.Namespace, ui: Ui) -> int:
     from lab import report
-    from lab.results import RunResults
+    from lab.results import RunResults, merge
 
     shards = []
     for d in args.merge:
@@ -313,13 +313,50 @@ def cmd_report(args: argparse.Namespace, ui: Ui) -> int:
         if not path.is_file():
             raise ConfigError(f"{d}: no results.json")
         shards.append(RunResults.load(path))
-    merged = report.merge(shards)
+    merged = merge(shards)
     args.out.mkdir(parents=True, exist_ok=True)
     from lab.runs import compared_pair
 
     paths = report.write_report(merged, args.out, *compared_pair(merged))
     ui.note(f"merged {len(shards)} result sets into {paths['markdown'].parent}")
     return 0 if all(c.passed for c in merged.checks) else 1
+
+
+def cmd_compare(args: argparse.Namespace, ui: Ui) -> int:
+    from lab import compare
+
+    paths, summary = compare.write_comparison(
+        args.run_a, args.run_b, args.out, variant_a=args.variant_a, variant_b=args.variant_b,
+        force=args.force)
+    print(summary)
+    ui.note(f"comparison: {paths['markdown']} and {paths['html']}")
+    return 0
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def cmd_mutate(args: argparse.Namespace, ui: Ui) -> int:
+    from lab import mutate_job
+
+    cfg = _cfg(args)
+    names = args.variant or ([] if args.patch else ["patched"])
+    if len(names) > 1:
+        raise ConfigError("lab mutate takes one --variant (or --patch)")
+    out = _results_dir(cfg, args, "mutate-")
+    req = mutate_job.MutateRequest(_request(args, names), limit=args.max, seed=args.seed,
+                                   shard=_shard(args), equivalents=args.equivalents)
+    report = mutate_job.run(cfg, req, out, ui)
+    print((out / "mutate.md").read_text())
+    ui.note(f"kill matrix: {out / 'mutate.md'}, {out / 'mutate.json'}, {out / 'junit.xml'}")
+    return 1 if any(o.status == "survived" for o in report.outcomes) else 0
 
 
 def cmd_bisect(args: argparse.Namespace, ui: Ui) -> int:
@@ -406,6 +443,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="compare two runs' benchmarks (same table and rule)")
+    p.add_argument("run_a", type=Path, metavar="RUN_A", help="results folder or results.json")
+    p.add_argument("run_b", type=Path, metavar="RUN_B", help="the run compared against RUN_A")
+    p.add_argument("--out", type=Path, metavar="DIR", help="default: next to RUN_B")
+    p.add_argument("--variant-a", metavar="NAME", help="RUN_A's variant (default: match names)")
+    p.add_argument("--variant-b", metavar="NAME", help="RUN_B's variant (default: match names)")
+    p.add_argument("--force", action="store_true", help="compare despite differing settings")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("mutate", help="mutation testing: does the suite catch broken versions "
+                       "of the patch?")
+    _add_common(p)
+    _add_variants(p)
+    p.add_argument("--max", type=positive_int, metavar="N", help="run at most N mutants")
+    p.add_argument("--seed", type=non_negative_int, metavar="S",
+                   help="draw the mutants in a random order from seed S (default: file order)")
+    p.add_argument("--shard", metavar="K/N", help="run only shard K of N of the mutants")
+    p.add_argument("--equivalents", type=Path, metavar="FILE",
+                   help="mutants shown equivalent (default: the series' "
+                        "equivalent-mutants.toml)")
+    p.set_defaults(func=cmd_mutate)
 
     p = sub.add_parser("bisect", help="find the version or commit where a case changes")
     _add_common(p)

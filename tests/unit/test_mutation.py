@@ -1,0 +1,132 @@
+"""Mutant generation on kernel-style C written for the test (pure, no builds)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from lab import mutation
+from lab.errors import ConfigError
+
+BEFORE = """\
+/* a comment with inode_lock(x) and a > b in it */
+static bool write_extends(struct kiocb *iocb, size_t count)
+{
+	return iocb->ki_pos + count > i_size_read(iocb->inode);
+}
+
+static ssize_t direct_write(struct kiocb *iocb, struct iov_iter *from)
+{
+	struct inode *inode = file_inode(iocb->ki_filp);
+	ssize_t res;
+
+	inode_lock(inode);
+	res = generic_write_checks(iocb, from);
+	inode_unlock(inode);
+	return res;
+}
+
+static int untouched(int a)
+{
+	return a < 3 && a > 0;
+}
+"""
+
+AFTER = BEFORE.replace("""\
+	inode_lock(inode);
+	res = generic_write_checks(iocb, from);
+	inode_unlock(inode);
+""", """\
+	bool excl = !(ff->open_flags & FOPEN_PARALLEL_DIRECT_WRITES) ||
+		iocb->ki_flags & IOCB_APPEND ||
+		write_extends(iocb, iov_iter_count(from));
+
+	if (excl)
+		inode_lock(inode);
+	else
+		inode_lock_shared(inode);
+	res = generic_write_checks(iocb, from);
+	if (excl)
+		inode_unlock(inode);
+	else
+		inode_unlock_shared(inode);
+""")
+
+
+def test_functions_are_found_kernel_style():
+    names = [f.name for f in mutation.functions(AFTER)]
+    assert names == ["write_extends", "direct_write", "untouched"]
+    assert [f.returns for f in mutation.functions(AFTER)] == ["bool", "ssize_t", "int"]
+
+
+def test_only_the_changed_functions_are_targets():
+    changed = mutation.changed_functions(BEFORE, AFTER)
+    assert [f.name for f in changed] == ["direct_write"]
+    # a new function counts as changed
+    assert [f.name for f in mutation.changed_functions("", BEFORE)] == [
+        "write_extends", "direct_write", "untouched"]
+
+
+def _mutants(text=AFTER, before=BEFORE):
+    return mutation.mutants(text, mutation.changed_functions(before, text))
+
+
+def test_each_operator_makes_the_expected_edits():
+    ms = _mutants()
+    by_op = Counter(m.operator for m in ms)
+    # three operands of the || chain: each dropped and each negated
+    assert by_op["cond-drop"] == 3 and by_op["cond-negate"] == 3
+    # two locks and two unlocks, each swapped to the other kind and dropped
+    assert by_op["lock-swap"] == 4
+    assert by_op["flag-bit"] == 2  # FOPEN_PARALLEL_DIRECT_WRITES, IOCB_APPEND
+    summaries = {m.summary.split(" ", 1)[1] for m in ms}
+    assert "lock-swap: inode_lock -> inode_lock_shared" in summaries
+    assert "flag-bit: IOCB_APPEND -> IOCB_DIRECT" in summaries
+    assert "cond-drop: iocb->ki_flags & IOCB_APPEND || -> (removed)" in summaries
+    # declarations and the non-void return are never dropped (only build failures)
+    dropped = [m.original.strip() for m in ms if m.operator == "drop-statement"]
+    assert "inode_lock(inode);" in dropped and "inode_unlock_shared(inode);" in dropped
+    assert not any(d.startswith(("struct inode", "ssize_t", "bool", "return")) for d in dropped)
+
+
+def test_mutants_apply_cleanly_and_change_only_their_spot():
+    for m in _mutants():
+        mutated = m.apply(AFTER)
+        assert mutated != AFTER
+        diff = mutation.unified_diff("fs/fuse/file.c", AFTER, mutated)
+        assert diff.startswith("--- a/fs/fuse/file.c\n+++ b/fs/fuse/file.c\n")
+        # nothing outside the mutated function moves
+        assert mutated.endswith(AFTER[AFTER.index("static int untouched"):])
+
+
+def test_comments_and_unchanged_functions_are_never_mutated():
+    for m in _mutants():
+        assert m.function == "direct_write"
+        assert "comment" not in m.original
+
+
+def test_bool_return_and_relational_in_a_changed_bool_function():
+    before = BEFORE.replace("> i_size_read", ">= i_size_read")
+    ms = _mutants(BEFORE, before)
+    ops = {m.operator: m for m in ms}
+    assert ops["relational"].replacement == ">="
+    assert ops["bool-return"].replacement.startswith("!(iocb->ki_pos")
+
+
+def test_keys_are_stable_and_unique():
+    first = [m.key for m in _mutants()]
+    assert first == [m.key for m in _mutants()]
+    assert len(set(first)) == len(first)
+    # a change elsewhere in the file does not change the keys
+    shifted = "/* one more line */\n" + AFTER
+    assert [m.key for m in _mutants(shifted, "/* one more line */\n" + BEFORE)] == first
+
+
+def test_choose_is_deterministic_and_refuses_nonsense():
+    ms = _mutants()
+    assert mutation.choose(ms, 3, None) == ms[:3]
+    assert mutation.choose(ms, 5, 7) == mutation.choose(ms, 5, 7)
+    assert mutation.choose(ms, 5, 7) != ms[:5]
+    with pytest.raises(ConfigError):
+        mutation.choose(ms, 0, None)
