@@ -152,3 +152,18 @@ def test_fio_refuses_a_bad_option_before_anything_is_built(tmp_path: Path):
         bench.check(BenchConfig(job_file=str(bad)))
     assert "randwirte" in str(exc.value)
     assert exc.value.exit_code == 2
+
+
+@needs_fio
+def test_lab_bench_refuses_a_bad_job_file_before_any_build(tmp_path: Path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.fio"
+    bad.write_text(SSF.read_text().replace("fsync_on_close=1", "fsync_on_clse=1"))
+    out = subprocess.run([sys.executable, "-m", "lab.cli", "bench", "--job-file", str(bad),
+                          "--results", str(tmp_path / "r")], cwd=REPO, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "fio --parse-only refused it" in out.stderr and "fsync_on_clse" in out.stderr
+    assert "kernel " not in out.stdout + out.stderr  # no build step started
