@@ -113,6 +113,18 @@ def check(cfg: BenchConfig, log_dir: Path | None = None) -> None:
                           + ("\n".join(said) or result.tail(12)))
 
 
+def notes(cfg: BenchConfig) -> tuple[str, ...]:
+    """What the report should say about the plan: widths per mode, a job file's changes."""
+    widths = {mode: cfg.jobs_for(mode) for mode in cfg.modes}
+    out = []
+    if "null" in widths and max(widths["null"]) < max(max(w) for w in widths.values()):
+        out.append(f"null mode stops at {max(widths['null'])} jobs: with no WRITE delay the "
+                   "fio jobs, the kernel and the server share the guest's vCPUs, so more "
+                   "writers measure the CPUs, not the lock; latency mode (the server sets "
+                   "the pace) covers the cover letter's whole range")
+    return (*out, *job_file_notes(cfg))
+
+
 def job_file_notes(cfg: BenchConfig) -> tuple[str, ...]:
     """What the lab changed in the user's job file, for the report."""
     if not cfg.job_file:

@@ -161,7 +161,7 @@ def main_job(cfg: LabConfig, out: Path, ui: Ui, *, req: pipeline.VariantRequest,
             samples = run_bench(cfg, p, points, vms, ui)
     # The report explains ssf vs ssf-presized (lab.narrative.SSF_STARTS_EMPTY).
     results = _results(out.name, p, samples=tuple(samples), checks=tuple(found),
-                       notes=bench.job_file_notes(cfg.bench))
+                       notes=bench.notes(cfg.bench))
     results = dataclasses.replace(
         results, inputs={**results.inputs, "bench": dataclasses.asdict(cfg.bench)})
     base, new = compared_pair(results)

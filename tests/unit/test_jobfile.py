@@ -167,3 +167,9 @@ def test_lab_bench_refuses_a_bad_job_file_before_any_build(tmp_path: Path):
     assert out.returncode == 2, out.stdout + out.stderr
     assert "fio --parse-only refused it" in out.stderr and "fsync_on_clse" in out.stderr
     assert "kernel " not in out.stdout + out.stderr  # no build step started
+
+
+def test_the_plan_notes_say_why_null_mode_is_narrower():
+    (note,) = bench.notes(BenchConfig())
+    assert note.startswith("null mode stops at 8 jobs")
+    assert bench.notes(BenchConfig(jobs=(1, 2, 4))) == ()  # the same widths everywhere
