@@ -10,11 +10,23 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages the lab runs on the host.
 APT_PACKAGES := linux-source-6.1 linux-source-6.12 make gcc flex bison bc libelf-dev libssl-dev dwarves \
 	patch rsync xz-utils perl git qemu-system-x86 qemu-utils mmdebstrap uidmap \
-	e2fsprogs openssh-client python3-venv ca-certificates fio
+	e2fsprogs genext2fs openssh-client python3-venv ca-certificates fio
 
-.PHONY: setup apt venv ci-tools run test lint clean-results
+.PHONY: setup apt user venv ci-tools run test lint clean-results
 
-setup: apt venv
+setup: apt user venv
+
+# An ordinary user builds the image with mmdebstrap's unshare mode (a range of
+# subordinate ids) and runs KVM through the kvm group; root needs neither.
+user:
+	@if [ "$$(id -u)" != 0 ]; then \
+		u=$$(id -un); \
+		grep -q "^$$u:" /etc/subuid 2>/dev/null && grep -q "^$$u:" /etc/subgid 2>/dev/null || \
+			$(SUDO) usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $$u; \
+		if [ -e /dev/kvm ] && ! id -nG | grep -qw kvm && getent group kvm >/dev/null; then \
+			$(SUDO) usermod -aG kvm $$u && echo "added $$u to the kvm group: log in again to use it"; \
+		fi; \
+	fi
 
 # Install only what is missing, so a set-up machine needs no network.
 apt:

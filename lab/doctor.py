@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 
@@ -17,7 +18,8 @@ MIN_MEMORY_GIB = 3.0
 
 def run_checks(cfg: LabConfig) -> list[Check]:
     checks = []
-    for tool in sorted(set(kernel.BUILD_TOOLS) | set(image.IMAGE_TOOLS)
+    image_tools = image.ROOTLESS_TOOLS if image.rootless() else image.IMAGE_TOOLS
+    for tool in sorted(set(kernel.BUILD_TOOLS) | set(image_tools)
                        | {machine.QEMU, "qemu-img"}):
         path = shutil.which(tool)
         checks.append(Check(f"tool {tool}", path is not None, path or "not found",
@@ -29,11 +31,15 @@ def run_checks(cfg: LabConfig) -> list[Check]:
     except LabError as exc:
         checks.append(Check("apt sources for the image", False, str(exc),
                             "add a Debian bookworm entry to /etc/apt/sources.list.d/"))
-    if os.geteuid() != 0:
-        ok = shutil.which("newuidmap") is not None
-        checks.append(Check("unprivileged mmdebstrap", ok,
-                            "uidmap present" if ok else "newuidmap missing",
-                            "sudo apt-get install uidmap"))
+    if image.rootless():
+        user = getpass.getuser()
+        for kind in ("uid", "gid"):
+            found = host.subid_range(kind, user)
+            checks.append(Check(
+                f"/etc/sub{kind} range for {user}", found is not None,
+                f"{found[1]} ids from {found[0]}" if found else "none (mmdebstrap --mode=unshare "
+                "needs one to build the image without root)",
+                f"sudo usermod --add-sub{kind}s 100000-165535 {user}"))
     kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
     checks.append(Check("kvm /dev/kvm", kvm, "accessible" if kvm else "missing or no access",
                         "add yourself to the kvm group, or run with --accel tcg (slower)"))

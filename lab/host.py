@@ -27,6 +27,13 @@ PACKAGE_OF = {
     "qemu-img": "qemu-utils",
     "mmdebstrap": "mmdebstrap",
     "mkfs.ext4": "e2fsprogs",
+    "tune2fs": "e2fsprogs",
+    "e2fsck": "e2fsprogs",
+    "resize2fs": "e2fsprogs",
+    "genext2fs": "genext2fs",
+    "newuidmap": "uidmap",
+    "newgidmap": "uidmap",
+    "fio": "fio",
     "ssh-keygen": "openssh-client",
     "dpkg-query": "dpkg",
 }
@@ -65,3 +72,19 @@ def free_memory_gib() -> float:
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) / 2**20
     return 0.0
+
+
+def subid_range(kind: str, user: str) -> tuple[int, int] | None:
+    """The user's subordinate id range in /etc/subuid or /etc/subgid (`kind`:
+    uid or gid), if it is big enough for a Debian root file system (65536)."""
+    try:
+        lines = Path(f"/etc/sub{kind}").read_text().splitlines()
+    except OSError:
+        return None
+    names = {user, str(os.getuid())}
+    for line in lines:
+        parts = line.strip().split(":")
+        if (len(parts) == 3 and parts[0] in names and parts[1].isdigit()
+                and parts[2].isdigit() and int(parts[2]) >= 65536):
+            return int(parts[1]), int(parts[2])
+    return None
