@@ -202,6 +202,7 @@ struct thr {
 	struct swrite *log;
 	_Atomic unsigned nlog;
 	uint64_t done[K_N], skipped[K_N], bytes_w, bytes_r;
+	double busy_s[K_N + 1]; /* time in each kind of op, and in the checks */
 	int idle;
 };
 
@@ -1195,6 +1196,8 @@ static void do_op(struct thr *t)
 	int kind = pick(k);
 	unsigned f = (unsigned)(a % opt.files);
 
+	double t0 = now_s();
+
 	t->op++;
 	if (t->idle)
 		return;
@@ -1212,6 +1215,7 @@ static void do_op(struct thr *t)
 	case K_FALLOC: op_fallocate(t, f, b, c, d); break;
 	default: op_fsync(t, f, d); break;
 	}
+	t->busy_s[kind] += now_s() - t0;
 }
 
 /* --------------------------------------------------------------- checks */
@@ -1326,7 +1330,10 @@ static void *worker(void *arg)
 		for (uint64_t i = 0; i < opt.epoch; i++)
 			if (!failed())
 				do_op(t);
+		double t0;
+
 		pthread_barrier_wait(&bar);
+		t0 = now_s();
 		if (!failed())
 			check_private(t);
 		if (t->id == 0) {
@@ -1342,6 +1349,7 @@ static void *worker(void *arg)
 			go = !failed() && (!opt.duration || now_s() < opt.duration) &&
 			     (!opt.max_ops || epochs * opt.epoch < opt.max_ops);
 		}
+		t->busy_s[K_CHECK] += now_s() - t0;
 		pthread_barrier_wait(&bar);
 		t->idle = 0;
 		if (!go)
@@ -1433,17 +1441,26 @@ static void emit_json(const char *result)
 	jopen("kinds", '{');
 	for (int k = 0; k < K_N; k++) {
 		uint64_t d = 0, s = 0;
+		double b = 0;
 
 		for (unsigned i = 0; i < opt.threads; i++)
-			d += thr[i].done[k], s += thr[i].skipped[k];
+			d += thr[i].done[k], s += thr[i].skipped[k], b += thr[i].busy_s[k];
 		total += d;
 		skipped += s;
 		jopen(kname[k], '{');
 		kuint("done", d);
 		kuint("skipped", s);
+		kdouble("busy_s", b);
 		jclose('}');
 	}
 	jclose('}');
+	{
+		double b = 0;
+
+		for (unsigned i = 0; i < opt.threads; i++)
+			b += thr[i].busy_s[K_CHECK];
+		kdouble("check_busy_s", b); /* thread-seconds in the epochs' checks */
+	}
 	kuint("ops", total);
 	kuint("skipped", skipped);
 	kdouble("ops_per_s", elapsed_s > 0 ? total / elapsed_s : 0);
