@@ -1,4 +1,5 @@
-"""What a run produced, as data that round-trips through results.json.
+"""What a run produced, as data that round-trips through results.json, and
+the merge of shards (a data operation on results).
 
 Also holds the figures of the original benchmark (the cover letter of the
 FOPEN_PARALLEL_DIRECT_WRITES patch) so reports can set ours next to them.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -233,3 +234,70 @@ class RunResults:
         except json.JSONDecodeError as e:
             raise ConfigError(f"results {path} is not JSON: {e}") from e
         return cls.from_dict(data)
+
+
+def merge(results_list: Sequence[RunResults]) -> RunResults:
+    """Merge shard results into one.
+
+    Refuses (ConfigError) when shards disagree on `inputs`: their numbers
+    would not describe the same kernels. Identical samples (same variant,
+    workload, mode, numjobs, repeat) and checks (same name, variant) are
+    kept once; if two shards disagree on one, the first sample and the
+    failing check are kept and a note says so. Variant facts and the
+    accelerator are merged with a note on conflicts (separately built
+    bzImages need not be bit-identical).
+    """
+    if not results_list:
+        raise ConfigError("nothing to merge")
+    first = results_list[0]
+    for other in results_list[1:]:
+        keys = set(first.inputs) | set(other.inputs)
+        differ = sorted(k for k in keys if first.inputs.get(k, None) != other.inputs.get(k, None))
+        if differ:
+            raise ConfigError(
+                f"cannot merge {other.run_id} into {first.run_id}: inputs differ in "
+                + ", ".join(differ)
+            )
+    notes: list[str] = [n for r in results_list for n in r.notes]
+    variants: dict[str, dict[str, Any]] = {}
+    for r in results_list:
+        for name, info in r.variants.items():
+            have = variants.setdefault(name, dict(info))
+            for key, value in info.items():
+                if key not in have:
+                    have[key] = value
+                elif have[key] != value:
+                    notes.append(f"merge: shard {r.run_id} has another {name} {key}: {value!r}")
+
+    samples: dict[tuple[str, str, str, int, int], BenchSample] = {}
+    for r in results_list:
+        for s in r.samples:
+            if s.key not in samples:
+                samples[s.key] = s
+            elif samples[s.key] != s:
+                notes.append(f"merge: conflicting sample {s.key} in {r.run_id}; kept the first")
+    checks: dict[tuple[str, str], CheckResult] = {}
+    for r in results_list:
+        for c in r.checks:
+            have = checks.get(c.key)
+            if have is None:
+                checks[c.key] = c
+            elif have != c:
+                notes.append(
+                    f"merge: conflicting check {c.key} in {r.run_id}; kept a failing result"
+                )
+                if have.passed and not c.passed:
+                    checks[c.key] = c
+    accels = list(dict.fromkeys(r.accel for r in results_list if r.accel))
+    if len(accels) > 1:
+        notes.append(f"merge: shards ran under different accelerators: {', '.join(accels)}")
+    return RunResults(
+        run_id=first.run_id,
+        created=min(r.created for r in results_list),
+        inputs=dict(first.inputs),
+        variants=variants,
+        accel="+".join(accels),
+        samples=tuple(samples.values()),
+        checks=tuple(checks.values()),
+        notes=tuple(dict.fromkeys(notes)),
+    )

@@ -22,6 +22,11 @@ _T95 = (
 )  # fmt: skip
 _Z95 = 1.96
 
+# The smallest gain that counts, in percent: under it a difference is noise
+# for our purposes even when the intervals are apart. Reports quote it from
+# here (significance_rule), so the sentence and the computation agree.
+MIN_EFFECT_PCT = 5.0
+
 
 def t95(df: int) -> float:
     """Two-sided 95% critical value for `df` degrees of freedom (df >= 1)."""
@@ -97,8 +102,33 @@ def overlaps(a: Summary, b: Summary) -> bool:
     return a.low <= b.high and b.low <= a.high
 
 
+def gain_interval(base: Summary, new: Summary) -> tuple[float, float] | None:
+    """The gain's range when each mean may sit anywhere in its 95% interval.
+
+    Conservative (it combines the two intervals' extremes); None when either
+    side has one run, where there is no interval to give.
+    """
+    if not (math.isfinite(base.ci95) and math.isfinite(new.ci95)):
+        return None
+    low = gain_pct(base.high, new.low) if base.high > 0 else -math.inf
+    high = gain_pct(base.low, new.high) if base.low > 0 else math.inf
+    return (low, high)
+
+
+def significance_rule(min_effect_pct: float = MIN_EFFECT_PCT) -> str:
+    """The rule `compare` applies, in words, for reports."""
+    return (
+        "Significant: the 95% intervals do not overlap and the gain is at least "
+        f"{min_effect_pct:g}% (one run per side is never significant)."
+    )
+
+
 def compare(
-    base: Summary, new: Summary, min_effect_pct: float = 5.0, *, higher_is_better: bool = True
+    base: Summary,
+    new: Summary,
+    min_effect_pct: float = MIN_EFFECT_PCT,
+    *,
+    higher_is_better: bool = True,
 ) -> Comparison:
     """Compare two summaries the way mmtests does.
 

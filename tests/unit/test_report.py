@@ -9,21 +9,17 @@ import xml.etree.ElementTree as ET
 import pytest
 from junitparser import Failure, JUnitXml
 
+from lab.analysis import comparison_table
 from lab.errors import ConfigError
-from lab.report import (
-    comparison_table,
-    merge,
-    render_html,
-    render_junit,
-    render_markdown,
-    write_report,
-)
+from lab.junit import render_junit
+from lab.report import render_html, render_markdown, write_report
 from lab.results import (
     ORIGINAL_BW_MIB,
     ORIGINAL_GAIN_PCT,
     BenchSample,
     CheckResult,
     RunResults,
+    merge,
 )
 
 MIB = 1 << 20
@@ -175,7 +171,7 @@ def test_markdown():
 
 
 def test_html_is_self_contained_and_escaped(tmp_path):
-    from lab.report import render_plots
+    from lab.plots import render_plots
 
     results = make()
     plots = render_plots(results, tmp_path / "plots")
@@ -249,3 +245,116 @@ def test_merge_refuses_differing_inputs():
         merge([a, b])
     with pytest.raises(ConfigError):
         merge([])
+
+
+# --------------------------------------------------------------------------
+# The verdict, the gain curves, report.txt and the renderers' shared model
+
+
+def test_verdicts_name_the_failing_cases_and_kernel_failures():
+    from lab.analysis import verdicts
+
+    crash = CheckResult("truncate-race", "patched", False, "no crash", "kernel panic: x",
+                        {"kernel_failure": {"kind": "panic", "summary": "Kernel panic - x",
+                                            "evidence": "[ 1.0] Kernel panic - x"}})
+    got = {v.variant: v for v in verdicts(make(checks=(*checks(), crash)))}
+    assert got["baseline"].status == "held" and got["baseline"].checks == 2
+    assert got["baseline"].features == ()
+    p = got["patched"]
+    assert p.status == "contradicted"
+    assert p.failed == ("extending-exclusive", "truncate-race")
+    assert (p.checks, p.passed) == (3, 1)
+    assert [(k.case, k.kind, k.summary) for k in p.kernel_failures] == [
+        ("truncate-race", "panic", "Kernel panic - x")]
+    assert p.kernel_failures[0].evidence == "[ 1.0] Kernel panic - x"  # no excerpt: the details'
+    assert verdicts(make(checks=()), ("baseline",))[0].status == "not checked"
+
+
+def test_report_opens_with_the_verdict_and_headline():
+    from lab.analysis import headline
+
+    rows = comparison_table(make())
+    top = headline(rows)
+    # latency first, the pre-sized shared file first, the widest point
+    assert (top.mode, top.workload, top.numjobs) == ("latency", "ssf-presized", 8)
+    low, high = top.gain_interval
+    assert low < top.gain_pct < high
+    md = render_markdown(make())
+    assert md.index("## Verdict") < md.index("## Mode: latency") < md.index("## Inputs")
+    assert "### Headline gain: +700.0%" in md
+    assert "### baseline: claims held" in md
+    assert "### patched: claims contradicted" in md
+    assert "Contradicted by: extending-exclusive." in md
+    assert "<details><summary>Raw records" in md
+    assert md.count("fallocate=none") == 1  # the ssf note, said once
+    assert "at least 5%" in md
+
+
+def test_the_threshold_is_one_value():
+    from lab import stats
+
+    assert f"at least {stats.MIN_EFFECT_PCT:g}%" in stats.significance_rule()
+    base, new = stats.summarize([100.0, 100.1, 99.9]), stats.summarize([104.0, 104.1, 103.9])
+    assert not stats.compare(base, new).significant  # +4% < MIN_EFFECT_PCT
+    assert stats.compare(base, new, min_effect_pct=3.0).significant
+
+
+def test_gain_curves_set_ours_beside_the_cover_letter(tmp_path):
+    from lab.analysis import gain_curves, original_raw_gain_pct
+    from lab.plots import render_gain_plots
+
+    rows = comparison_table(make())
+    curves = {c.label: c for c in gain_curves(rows, "latency")}
+    ours = curves["ours: ssf-presized"]
+    assert [p.numjobs for p in ours.points] == list(JOBS)
+    assert ours.points[-1].gain_pct == pytest.approx(700.0)
+    stated = curves["cover letter: ssf, stated"]
+    assert {p.numjobs: p.gain_pct for p in stated.points} == dict(ORIGINAL_GAIN_PCT["ssf"])
+    raw = {p.numjobs: p.gain_pct for p in curves["cover letter: ssf, from its raw numbers"].points}
+    assert raw[4] == pytest.approx(207.6, abs=0.05)  # 4794 -> 14.4 GiB/s, not the stated +42%
+    assert original_raw_gain_pct("fpj")[1] == pytest.approx(-7.2, abs=0.05)
+    paths = render_gain_plots(rows, tmp_path)
+    assert {p.name for p in paths} == {"gain-latency.png", "gain-latency.svg", "gain-null.png",
+                                       "gain-null.svg"}
+
+
+def test_report_txt_is_the_cover_letters_format():
+    from lab.letter import fio_rate, letter_text
+
+    assert fio_rate(3441 * MIB, 1024) == "3441MiB/s"
+    assert fio_rate(3441 * MIB, 1000) == "3608MB/s"
+    assert fio_rate(14.9 * 1024 * MIB, 1024) == "14.9GiB/s"
+    assert fio_rate(5 * MIB, 1024) == "5120KiB/s"
+    text = letter_text(make())
+    lines = text.splitlines()
+    assert lines[0].startswith("Results (kernel-lab run-1, latency mode: the server holds each "
+                               "WRITE 2000 us; kvm, 4 vCPUs)")
+    assert lines[1] == "baseline================="
+    assert lines[2] == "File per job"  # the cover letter's order: file per job, then SSF
+    assert "numjobs: 8 WRITE: bw=101MiB/s (106MB/s), 100MiB/s-102MiB/s (105MB/s-107MB/s), runs=3" \
+        in lines
+    assert "SSF (presized) gain in percentage:-" in lines
+    assert "For 1 fio thread: +0%" in lines and "For 8 fio threads: +700%" in lines
+    assert text.index("patched=================") < text.index("SSF gain in percentage:-")
+
+
+def test_write_report_writes_the_text_and_places_plots_beside_tables(tmp_path):
+    paths = write_report(make(), tmp_path)
+    assert paths["text"].read_text().startswith("Results (kernel-lab run-1")
+    assert (paths["plots"] / "gain-latency.png").is_file()
+    md = paths["markdown"].read_text()
+    # each mode's plots follow its table; the gain plot follows the gain table
+    assert md.index("## Mode: latency") < md.index("](plots/latency-fpj.png)") < md.index(
+        "## Mode: null")
+    assert md.index("beside the cover letter") < md.index("](plots/gain-latency.png)")
+    assert "## Plots" not in md  # every plot has its place
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") == 6
+    assert '<section class="good">\n<h3>Headline gain: +700.0%</h3>' in html
+
+
+def test_text_rendering_aligns_tables():
+    from lab.render import Block, Table, text
+
+    out = text("t", [Block("b", paragraphs=("p",), tables=(Table(("a", "bb"), (("1", "2"),)),))])
+    assert out.splitlines() == ["t", "=", "", "b", "-", "p", "a  bb", "-  --", "1  2"]
