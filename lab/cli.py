@@ -131,7 +131,15 @@ def _cfg(args: argparse.Namespace) -> config.LabConfig:
 
 def _results_dir(cfg: config.LabConfig, args: argparse.Namespace, prefix: str) -> Path:
     out = args.results or cfg.results_root / pipeline.new_run_id(prefix)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # A read-only or full folder is bad input: say so now, not after the builds.
+        with tempfile.TemporaryFile(dir=out) as probe:
+            probe.write(b"x")
+            probe.flush()
+    except OSError as exc:
+        where = "--results" if args.results else "[lab] results_root"
+        raise ConfigError(f"{where} {out}: cannot write there: {exc.strerror or exc}") from None
     return out.resolve()
 
 
@@ -239,7 +247,7 @@ def cmd_test(args: argparse.Namespace, ui: Ui) -> int:
     try:
         results = runs.test_job(cfg, _request(args, args.variant), out, ui, case_expr=args.k,
                                 repeat=args.repeat, shard=_shard(args),
-                                argv=_argv_for_reproducer())
+                                argv=_argv_for_reproducer(), fresh=args.fresh)
     except LabError as exc:
         if not args.bisect_run:
             raise
@@ -295,7 +303,8 @@ def cmd_run(args: argparse.Namespace, ui: Ui) -> int:
     out = _results_dir(cfg, args, "run-")
     ui.note(f"results: {out}")
     results = runs.main_job(cfg, out, ui, req=_request(args, args.variant), shard=_shard(args),
-                            argv=_argv_for_reproducer(), with_checks=args.cmd == "run")
+                            argv=_argv_for_reproducer(), with_checks=args.cmd == "run",
+                            fresh=args.fresh)
     print(runs.summary_table(results))
     if results.checks:
         print(runs.checks_matrix(results))
@@ -417,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=positive_int, default=1,
                    help="run each case N times (flake check)")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+    p.add_argument("--fresh", action="store_true",
+                   help="run every check again, even where cached verdicts of the same "
+                        "inputs exist")
     p.add_argument("--bisect-run", action="store_true",
                    help="exit codes for git bisect run: 0 good, 1 bad, 125 skip")
     _add_scripts(p)
@@ -434,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--job-file", type=Path, metavar="FILE",
                        help="your own fio job file (no directory=; run on the FUSE mount)")
         p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+        p.add_argument("--fresh", action="store_true",
+                       help="run the suite again even where cached verdicts exist")
         if name == "run":
             _add_scripts(p)
         p.set_defaults(func=cmd_run)

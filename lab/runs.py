@@ -11,7 +11,7 @@ import datetime
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lab import analysis, bench, checks, pipeline, report, scripts, suite
+from lab import analysis, bench, checks, pipeline, report, scripts, suite, verdicts
 from lab.config import BenchConfig, LabConfig
 from lab.errors import KernelFailure
 from lab.guest import Guest
@@ -49,10 +49,12 @@ def write_reproducer(out: Path, argv: Sequence[str], p: pipeline.Prepared | None
 def run_checks(
     cfg: LabConfig, p: pipeline.Prepared, items: Sequence[tuple[str, suite.Case]], out: Path,
     ui: Ui, repeat: int = 1, on_result: Callable[[CheckResult], None] | None = None,
+    fresh: bool = True,
 ) -> list[CheckResult]:
     """Run (variant, case) items; one VM per variant, and a fresh one after
     any case in which the kernel failed or reported trouble, so one broken
-    case never decides the ones after it."""
+    case never decides the ones after it. Unless `fresh`, a variant whose
+    verdicts are cached under the same inputs is not run again."""
     results: list[CheckResult] = []
 
     def record(res: CheckResult) -> None:
@@ -64,29 +66,50 @@ def run_checks(
     for variant, case in items:
         by_variant.setdefault(variant, []).append(case)
     for variant, cases in by_variant.items():
-        features = p.builds[variant].features
-        pending = list(cases)
-        while pending:
-            try:
-                with pipeline.deployed(cfg, p, variant, out, ui) as (_vm, guest):
-                    while pending:
-                        case = pending.pop(0)
-                        with ui.step(f"{variant}: {case.number:2d} {case.name}") as step:
-                            run = checks.run_case(case, guest, variant, features, repeat)
-                            step.done("pass" if run.result.passed else "FAIL",
-                                      detail=run.result.observed)
-                        record(run.result)
-                        if not run.vm_usable and pending:
-                            ui.note(f"{variant}: {case.name}: the kernel failed or reported "
-                                    "trouble; a fresh VM for the remaining cases")
-                            break
-            except KernelFailure as exc:
-                # The kernel failed while booting or deploying: every case left
-                # fails with the same evidence (booting it again would too).
-                for case in pending:
-                    record(checks.boot_failure(case, variant, exc))
-                pending.clear()
+        key = verdicts.key(cfg, p, variant, cases, repeat)
+        cached = None if fresh else verdicts.load(cfg.cache_root, key)
+        if cached is not None:
+            origin = cached[0].details.get("cached_from", "?") if cached else "?"
+            ui.note(f"{variant}: {len(cached)} verdicts cached from run {origin} (same "
+                    "kernel, image, guest programs, suite and options; --fresh re-runs)")
+            for res in cached:
+                record(res)
+            continue
+        done = _run_variant(cfg, p, variant, cases, out, ui, repeat, record)
+        verdicts.save(cfg.cache_root, key, out.name, done)
     return results
+
+
+def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list[suite.Case],
+                 out: Path, ui: Ui, repeat: int,
+                 record: Callable[[CheckResult], None]) -> list[CheckResult]:
+    done: list[CheckResult] = []
+    features = p.builds[variant].features
+    pending = list(cases)
+    while pending:
+        try:
+            with pipeline.deployed(cfg, p, variant, out, ui) as (_vm, guest):
+                while pending:
+                    case = pending.pop(0)
+                    with ui.step(f"{variant}: {case.number:2d} {case.name}") as step:
+                        run = checks.run_case(case, guest, variant, features, repeat)
+                        step.done("pass" if run.result.passed else "FAIL",
+                                  detail=run.result.observed)
+                    done.append(run.result)
+                    record(run.result)
+                    if not run.vm_usable and pending:
+                        ui.note(f"{variant}: {case.name}: the kernel failed or reported "
+                                "trouble; a fresh VM for the remaining cases")
+                        break
+        except KernelFailure as exc:
+            # The kernel failed while booting or deploying: every case left
+            # fails with the same evidence (booting it again would too).
+            for case in pending:
+                res = checks.boot_failure(case, variant, exc)
+                done.append(res)
+                record(res)
+            pending.clear()
+    return done
 
 
 def _incremental(out: Path, p: pipeline.Prepared) -> Callable[[CheckResult], None]:
@@ -113,11 +136,12 @@ def suite_items(cfg: LabConfig, names: Sequence[str], case_expr: str | None,
 
 def test_job(cfg: LabConfig, req: pipeline.VariantRequest, out: Path, ui: Ui, *,
              case_expr: str | None, repeat: int, shard: Shard | None,
-             argv: Sequence[str]) -> RunResults:
+             argv: Sequence[str], fresh: bool = False) -> RunResults:
     p = pipeline.prepare(cfg, req, out, ui)
     write_reproducer(out, argv, p)
     items = suite_items(cfg, list(p.builds), case_expr, shard)
-    found = run_checks(cfg, p, items, out, ui, repeat, on_result=_incremental(out, p))
+    found = run_checks(cfg, p, items, out, ui, repeat, on_result=_incremental(out, p),
+                       fresh=fresh)
     results = _results(out.name, p, checks=tuple(found))
     report.write_report(results, out, *compared_pair(results))
     return results
@@ -146,14 +170,15 @@ def run_bench(cfg: LabConfig, p: pipeline.Prepared, points: Sequence[bench.Point
 
 
 def main_job(cfg: LabConfig, out: Path, ui: Ui, *, req: pipeline.VariantRequest,
-             shard: Shard | None, argv: Sequence[str], with_checks: bool = True) -> RunResults:
+             shard: Shard | None, argv: Sequence[str], with_checks: bool = True,
+             fresh: bool = False) -> RunResults:
     """Build, run the whole suite on every variant, benchmark side by side, report."""
     bench.check(cfg.bench, out)  # a bad job file fails before any build
     p = pipeline.prepare(cfg, req, out, ui)
     write_reproducer(out, argv, p)
     names = list(p.builds)
     items = suite_items(cfg, names, None, shard) if with_checks else []
-    found = run_checks(cfg, p, items, out, ui, on_result=_incremental(out, p))
+    found = run_checks(cfg, p, items, out, ui, on_result=_incremental(out, p), fresh=fresh)
     points = bench_points(cfg.bench, names, shard)
     samples: list = []
     if points:

@@ -210,9 +210,11 @@ def case_truncate_race(ctx: CaseContext) -> Observation:
     if race.writers_released_ms >= race.truncate_end_ms or any(
             w.start_ms >= race.truncate_end_ms for w in result.writers):
         unmet.append("writers entered after the truncate finished")
-    if result.final_size != WRITERS * BLOCK or stats.extending_writes != WRITERS:
-        unmet.append(f"writes did not all extend the file after the truncate "
-                     f"({stats.extending_writes} extending)")
+    # Which writes extend depends on the order they land in; at least one
+    # must (the truncate came first) and together they restore the size.
+    if result.final_size != WRITERS * BLOCK or stats.extending_writes < 1:
+        unmet.append(f"the writes did not extend the file after the truncate "
+                     f"({stats.extending_writes} extending, size {result.final_size})")
     passed = ok and not unmet and stats.max_extending_overlap == 0
     observed = (f"{stats.max_extending_overlap} extending WRITEs overlapped others after the "
                 f"truncate; {stats.max_inflight} in flight at most; size {result.final_size}"
