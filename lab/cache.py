@@ -72,12 +72,17 @@ def lock_timeout() -> float:
     return value
 
 
-def lock_holder(path: Path) -> str:
-    """Who holds the lock at `path`, as its holder wrote it: pid, command, since when."""
+def _holder_record(path: Path) -> dict[str, Any]:
     try:
         rec = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
-        rec = {}
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds the lock at `path`, as its holder wrote it: pid, command, since when."""
+    rec = _holder_record(path)
     if not rec.get("pid"):
         return "a process that left no record"
     since = rec.get("since", 0.0)
@@ -101,19 +106,20 @@ def locked(path: Path, timeout: float | None = None) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as f:
         start = time.monotonic()
-        told = ""
+        told: tuple[Any, Any] | None = None
         while True:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                holder = lock_holder(path)
-                if holder != told:  # say why we stand still, again if the holder changes
-                    log.warning("waiting for %s: held by %s", path.name, holder)
-                    told = holder
+                rec = _holder_record(path)
+                who = (rec.get("pid"), rec.get("since"))
+                if who != told:  # say why we stand still, again if the holder changes
+                    log.warning("waiting for %s: held by %s", path.name, lock_holder(path))
+                    told = who
                 if time.monotonic() - start > limit:
                     raise LabError(f"gave up waiting for {path} after {limit:.0f}s: "
-                                   f"held by {holder}") from None
+                                   f"held by {lock_holder(path)}") from None
                 time.sleep(LOCK_POLL_S)
         record = {"pid": os.getpid(), "command": shlex.join(sys.argv), "since": time.time()}
         os.ftruncate(f.fileno(), 0)

@@ -475,11 +475,17 @@ def signals_deferred() -> Iterator[None]:
         return
     pending: list[int] = []
     previous: dict[int, Any] = {}
+
+    def _hold(signum: int, _frame: object) -> None:
+        log.warning("%s during teardown: finishing the teardown first",
+                    signal.Signals(signum).name)
+        pending.append(signum)
+
     for sig in INTERRUPTS:
         handler = signal.getsignal(sig)
         if handler is None:  # installed outside Python: leave it alone
             continue
-        previous[sig] = signal.signal(sig, lambda signum, _frame: pending.append(signum))
+        previous[sig] = signal.signal(sig, _hold)
     try:
         yield
     finally:
