@@ -34,3 +34,5 @@ FEATURES: dict[str, str] = {
 }
 
 KNOWN = frozenset(FEATURES)
+# The names as code uses them (the table above is their one definition).
+PARALLEL_DIRECT_WRITES, IOMODE_EXCLUSIVE_CACHED, DIRECT_IO_ALLOW_MMAP = FEATURES

@@ -25,13 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import guestdata
+from lab import features, guestdata
 from lab.errors import ConfigError
 from lab.guest import Guest
 from lab.guestdata import ProbeResult
 from lab.workloads import REMOTE, FuseMount, ServerOptions, probe
 
-FEATURE = "parallel-direct-writes"
+FEATURE = features.PARALLEL_DIRECT_WRITES
 WRITERS = 8
 BLOCK = 64 * 1024
 # Long enough that all writers reach the server under TCG, far below the
@@ -58,6 +58,11 @@ class CaseContext:
     @property
     def parallel(self) -> bool:
         return FEATURE in self.features
+
+    @property
+    def iomodes(self) -> bool:
+        """A caching open of the inode makes direct writes exclusive (Linux 6.9+)."""
+        return features.IOMODE_EXCLUSIVE_CACHED in self.features
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,31 @@ def case_cached_odirect(ctx: CaseContext) -> Observation:
     # the exclusive lock, whatever the server's flag says.
     return _inflight_case(ctx, ServerOptions(delay_write_us=HOLD_US, direct_io=False), False,
                           direct=True)
+
+
+def case_cached_open(ctx: CaseContext) -> Observation:
+    """Parallel direct writers while another process holds a page-cache open
+    of the same file. With inode I/O modes (6.9+) the caching open makes
+    every direct write exclusive; before them, the writers' own opens decide."""
+    g = ctx.guest
+    options = ServerOptions(delay_write_us=HOLD_US, cached_readers=True)
+    with FuseMount(g, options, name="case") as m:
+        f = f"{m.path}/c"
+        g.run(["truncate", "-s", str(WRITERS * BLOCK), f], check=True)
+        holder = g.run(f"sh -c 'exec 3<{f}; exec sleep 600' >/dev/null 2>&1 & echo $!",
+                       check=True).stdout.strip()
+        held = g.run(f"for i in $(seq 100); do [ -e /proc/{holder}/fd/3 ] && exit 0; "
+                     "sleep 0.1; done; exit 1", timeout=30).ok
+        result = _pwrite(ctx, f, writers=WRITERS, block=BLOCK, base=0)
+        g.run(["kill", holder], timeout=30)
+    stats = m.file_stats("c")
+    want = WRITERS if ctx.parallel and not ctx.iomodes else 1
+    ok, why = _writers_ok(result, BLOCK)
+    observed = (f"{stats.max_inflight} of {WRITERS} WRITEs in flight with a cached open held"
+                + ("" if held else "; INCONCLUSIVE: the cached open was not held")
+                + (f"; {why}" if why else ""))
+    return Observation(ok and held and stats.max_inflight == want, f"{want} in flight",
+                       observed, {"server": _record(stats)})
 
 
 # --- where a write starts and ends relative to EOF ---------------------------------
@@ -512,6 +542,12 @@ def case_server_death(ctx: CaseContext) -> Observation:
                        {"probe": _record(result) if result else None})
 
 
+def _fsx_case(ctx: CaseContext) -> Observation:
+    from lab.fsx import case_fsx  # lab.fsx builds on this module's types
+
+    return case_fsx(ctx)
+
+
 CASES: tuple[Case, ...] = (
     Case(1, "parallel-nonextending", "N writers inside a pre-sized file",
          case_parallel_nonextending),
@@ -538,6 +574,12 @@ CASES: tuple[Case, ...] = (
     Case(19, "efbig", "RLIMIT_FSIZE on both paths", case_efbig),
     Case(20, "attributes", "size and mtime seen by another process", case_attributes),
     Case(21, "lock-pairing", "shared, exclusive and truncate in turn", case_lock_pairing),
+    # Beyond the feature: a seeded randomized exerciser checked against a model
+    # (lab/fsx.py); 3 seeds x 4 s of operations, plus start-up, within budget.
+    Case(22, "cached-open", "a page-cache open held during parallel direct writes",
+         case_cached_open),
+    Case(23, "fsx", "randomized concurrent operations checked against a model",
+         _fsx_case, budget_s=45.0),
 )
 
 

@@ -38,6 +38,7 @@ class ServerOptions:
     fail_write_errno: str = "EIO"
     threads: int = 64
     attr_timeout_s: int = 1
+    cached_readers: bool = False  # read-only opens in caching mode (inode I/O modes)
 
     def argv(self) -> list[str]:
         onoff = {True: "on", False: "off"}
@@ -46,6 +47,8 @@ class ServerOptions:
                 f"--threads={self.threads}", f"--attr-timeout={self.attr_timeout_s}"]
         if self.null_writes:
             args.append("--null-writes")
+        if self.cached_readers:
+            args.append("--cached-readers")
         if self.delay_write_us:
             args.append(f"--delay-write-us={self.delay_write_us}")
         if self.delay_setattr_us:

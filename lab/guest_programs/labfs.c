@@ -65,7 +65,7 @@
 #define TIMEOUT opt.attr_timeout
 
 static struct {
-	int direct_io, parallel_dw, null_writes, foreground, debug;
+	int direct_io, parallel_dw, null_writes, foreground, debug, cached_readers;
 	unsigned long delay_write_us, delay_setattr_us, short_write;
 	unsigned long fail_every, threads;
 	int fail_errno; /* 0 = not given: EIO is used */
@@ -419,16 +419,26 @@ static void forget_one(fuse_ino_t ino, uint64_t n)
  * take the reply (the opener was interrupted), so the caller must undo the
  * open; no RELEASE (nor FORGET, for CREATE) will come for it.
  */
+/* --cached-readers: a read-only open is answered in caching mode (no
+ * FOPEN_DIRECT_IO) while writers get direct I/O, so one inode has opens of
+ * both kinds at once: what Linux 6.9's inode I/O modes arbitrate. */
+static int wants_direct(const struct fuse_file_info *fi)
+{
+	if (opt.cached_readers && (fi->flags & O_ACCMODE) == O_RDONLY)
+		return 0;
+	return opt.direct_io;
+}
+
 #if LAB_RAW_OPEN_REPLY
 static int reply_open(fuse_req_t req, struct fuse_file_info *fi, int fd)
 {
+	int direct = wants_direct(fi);
 	struct fuse_open_out oo = {
 		.fh = (uint64_t)fd,
-		.open_flags = (opt.direct_io ? FOPEN_DIRECT_IO : 0) |
-			      (opt.parallel_dw ? FOPEN_PARALLEL_DIRECT_WRITES : 0),
+		.open_flags = (direct ? FOPEN_DIRECT_IO : 0) |
+			      (direct && opt.parallel_dw ? FOPEN_PARALLEL_DIRECT_WRITES : 0),
 	};
 
-	(void)fi;
 	return fuse_reply_buf(req, (const char *)&oo, sizeof(oo));
 }
 
@@ -444,7 +454,6 @@ static int reply_create(fuse_req_t req, const struct fuse_entry_param *e,
 	const struct stat *st = &e->attr;
 	struct fuse_attr *a = &out.e.attr;
 
-	(void)fi;
 	out.e.nodeid = e->ino;
 	out.e.generation = e->generation;
 	out.e.entry_valid = (uint64_t)e->entry_timeout;
@@ -465,8 +474,9 @@ static int reply_create(fuse_req_t req, const struct fuse_entry_param *e,
 	a->rdev = st->st_rdev;
 	a->blksize = st->st_blksize;
 	out.o.fh = (uint64_t)fd;
-	out.o.open_flags = (opt.direct_io ? FOPEN_DIRECT_IO : 0) |
-			   (opt.parallel_dw ? FOPEN_PARALLEL_DIRECT_WRITES : 0);
+	out.o.open_flags = (wants_direct(fi) ? FOPEN_DIRECT_IO : 0) |
+			   (wants_direct(fi) && opt.parallel_dw ?
+			    FOPEN_PARALLEL_DIRECT_WRITES : 0);
 	_Static_assert(sizeof(out) == sizeof(struct fuse_entry_out) +
 			       sizeof(struct fuse_open_out), "padding");
 	return fuse_reply_buf(req, (const char *)&out, sizeof(out));
@@ -475,8 +485,8 @@ static int reply_create(fuse_req_t req, const struct fuse_entry_param *e,
 static int reply_open(fuse_req_t req, struct fuse_file_info *fi, int fd)
 {
 	fi->fh = fd;
-	fi->direct_io = opt.direct_io;
-	fi->parallel_direct_writes = opt.parallel_dw;
+	fi->direct_io = wants_direct(fi);
+	fi->parallel_direct_writes = wants_direct(fi) && opt.parallel_dw;
 	return fuse_reply_open(req, fi);
 }
 
@@ -945,6 +955,7 @@ static const char usage_text[] =
 	"                                  ENOSPC, EDQUOT, EPERM (EIO)\n"
 	"  --threads=N                     worker threads (64)\n"
 	"  --attr-timeout=S                entry/attr cache seconds (1)\n"
+	"  --cached-readers                read-only opens in caching mode\n"
 	"  --stats=PATH                    JSON counters, rewritten on SIGUSR1\n"
 	"                                  and at exit (required)\n"
 	"  --pidfile=PATH                  server pid; removed at exit, after\n"
@@ -1004,7 +1015,7 @@ static char *abspath(const char *p)
 }
 
 enum { O_DIO = 256, O_PDW, O_NULL, O_DW, O_DS, O_SHORT, O_FEVERY, O_FERR,
-       O_THREADS, O_STATS, O_FG, O_PID, O_DEBUG, O_HELP, O_ATTR };
+       O_THREADS, O_STATS, O_FG, O_PID, O_DEBUG, O_HELP, O_ATTR, O_CACHEDR };
 
 static void parse_args(int argc, char **argv, char **backing, char **mnt)
 {
@@ -1019,6 +1030,7 @@ static void parse_args(int argc, char **argv, char **backing, char **mnt)
 		{"fail-write-errno", required_argument, NULL, O_FERR},
 		{"threads", required_argument, NULL, O_THREADS},
 		{"attr-timeout", required_argument, NULL, O_ATTR},
+		{"cached-readers", no_argument, NULL, O_CACHEDR},
 		{"stats", required_argument, NULL, O_STATS},
 		{"foreground", no_argument, NULL, O_FG},
 		{"pidfile", required_argument, NULL, O_PID},
@@ -1040,6 +1052,7 @@ static void parse_args(int argc, char **argv, char **backing, char **mnt)
 				parse_onoff("parallel-direct-writes", optarg);
 			break;
 		case O_NULL: opt.null_writes = 1; break;
+		case O_CACHEDR: opt.cached_readers = 1; break;
 		case O_DW:
 			opt.delay_write_us =
 				parse_num("delay-write-us", optarg, 0, hour);
