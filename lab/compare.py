@@ -21,7 +21,6 @@ from lab.errors import ConfigError
 from lab.plots import render_gain_plots, render_plots, slug
 from lab.results import RunResults
 from lab.sections import comparison_block, gain_block, headline_card
-from lab.stats import significance_rule
 
 IGNORED_BENCH_KEYS = frozenset({"repeat"})
 
@@ -103,8 +102,7 @@ def _runs_block(a: RunResults, b: RunResults, differing: Sequence[str]) -> rende
                     if k != "bench" and a.inputs.get(k) != b.inputs.get(k))  # fmt: skip
     if others:
         bullets.append("other inputs that differ (kernels, image, VM): " + ", ".join(others))
-    return render.Block("Runs compared", paragraphs=(significance_rule(),),
-                        bullets=tuple(bullets))  # fmt: skip
+    return render.Block("Runs compared", bullets=tuple(bullets))
 
 
 def _pair_block(pair: Pair, prefix: str) -> render.Block:
@@ -127,7 +125,7 @@ def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, *,
                      variant_a: str | None = None, variant_b: str | None = None,
                      force: bool = False) -> tuple[dict[str, Path], str]:
     """Check, compare and write compare.md, compare.html and plots/ under `out`
-    (default: next to RUN_B). Returns the paths and a plain-text summary."""
+    (default: beside RUN_B's folder). Returns the paths and a plain-text summary."""
     a, b = load_run(run_a, "RUN_A"), load_run(run_b, "RUN_B")
     differing = bench_differences(a, b)
     if differing and not force:
@@ -136,7 +134,8 @@ def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, *,
         raise ConfigError(f"benchmark settings differ in {', '.join(differing)} ({details}); "
                           "the runs measured different things (--force compares anyway)")
     chosen = pairs(a, b, variant_a, variant_b)  # checked before anything is written
-    out = out or run_b.parent / f"compare-{slug(a.run_id)}-vs-{slug(b.run_id)}"
+    folder_b = run_b if run_b.is_dir() else run_b.parent
+    out = out or folder_b.parent / f"compare-{slug(a.run_id)}-vs-{slug(b.run_id)}"
     out.mkdir(parents=True, exist_ok=True)
     blocks = [_runs_block(a, b, differing)]
     images: dict[str, Path] = {}
@@ -146,7 +145,8 @@ def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, *,
         prefix = f"{sub}/" if sub else ""
         plots_dir = out / "plots" / sub if sub else out / "plots"
         rows = comparison_table(pair.results, pair.base, pair.new)
-        plots = render_plots(pair.results, plots_dir, pair.base, pair.new)
+        # No ideal line: scaling from one run's variant says nothing about the other's.
+        plots = render_plots(pair.results, plots_dir, pair.base, pair.new, ideal=False)
         plots += render_gain_plots(rows, plots_dir, pair.base, pair.new, cover_letter=False)
         images.update({prefix + p.stem: p for p in plots if p.suffix == ".png"})
         blocks.append(_pair_block(pair, prefix))

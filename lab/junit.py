@@ -11,7 +11,8 @@ import re
 import xml.etree.ElementTree as ET
 
 from lab.analysis import order
-from lab.render import ANSI, value_text
+from lab.cells import value_text
+from lab.render import ANSI
 from lab.results import RunResults
 
 # XML 1.0 forbids most control characters; consoles are full of them.

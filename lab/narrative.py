@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lab.analysis import WORKLOAD_ORDER, Row, mean, order
-from lab.render import num, pct, stated
+from lab.cells import num, pct, stated
 from lab.results import ORIGINAL_GAIN_PCT, SHARED_WORKLOADS, RunResults
 
 # Said once, here: why ssf and ssf-presized differ.

@@ -74,12 +74,14 @@ def _save(fig: Any, stem: Path) -> list[Path]:
 
 
 def render_plots(
-    results: RunResults, outdir: Path, base: str = "baseline", new: str = "patched"
+    results: RunResults, outdir: Path, base: str = "baseline", new: str = "patched",
+    *, ideal: bool = True,
 ) -> list[Path]:
     """Bandwidth vs jobs per (mode, workload), one line per variant; PNG and SVG.
 
     Error bars are the 95% CI (none when a point has one run). In latency
-    mode a dashed line shows ideal scaling from `new`'s 1-job bandwidth.
+    mode (with `ideal`) a dashed line shows ideal scaling from `new`'s 1-job
+    bandwidth.
     """
     outdir.mkdir(parents=True, exist_ok=True)
     by: dict[tuple[str, str], dict[str, dict[int, list[float]]]] = defaultdict(
@@ -95,7 +97,7 @@ def render_plots(
             xs_all = sorted({n for per_variant in variants.values() for n in per_variant})
             with _figure() as (fig, ax):
                 one = variants.get(new, {}).get(1)
-                if mode == "latency" and one:
+                if ideal and mode == "latency" and one:
                     m1 = summarize(one).mean
                     ax.plot(xs_all, [m1 * n for n in xs_all], "--", color="grey",
                             label="ideal scaling")  # fmt: skip

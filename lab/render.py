@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import base64
 import html
-import json
-import math
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-DASH = "—"
 
 
 @dataclass(frozen=True)
@@ -43,30 +38,6 @@ class Block:
     children: tuple[Block, ...] = ()
     collapsed: bool = False
     tone: str = ""
-
-
-def pct(value: float | None) -> str:
-    if value is None:
-        return DASH
-    if math.isinf(value):
-        return "+inf%" if value > 0 else "-inf%"
-    return f"{value:+.1f}%"
-
-
-def num(value: float | None, digits: int = 1) -> str:
-    if value is None:
-        return DASH
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.{digits}f}"
-
-
-def stated(value: float | None) -> str:
-    """A cover-letter percentage as printed there (+630.33%, +42%)."""
-    return DASH if value is None else f"{value:+g}%"
-
-
-def value_text(v: Any) -> str:
-    """An input's value as one string: strings as they are, the rest as JSON."""
-    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
 
 
 def walk(blocks: Sequence[Block]) -> list[Block]:
@@ -158,7 +129,7 @@ def markdown(title: str, blocks: Sequence[Block], links: Mapping[str, str] | Non
 
 _CSS = """
 :root { --ink: #1f2328; --muted: #59636e; --line: #d1d9e0; --soft: #f6f8fa;
-        --good: #1a7f37; --bad: #cf222e; --warn: #9a6700; --accent: #0969da; }
+        --good: #1a7f37; --bad: #cf222e; --warn: #9a6700; }
 * { box-sizing: border-box; }
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        color: var(--ink); margin: 0; background: #fff; }
@@ -176,8 +147,9 @@ th, td { border: 1px solid var(--line); padding: .3rem .6rem; text-align: left;
 th { background: var(--soft); font-weight: 600; }
 tr:nth-child(even) td { background: #fbfcfd; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.good { color: var(--good); font-weight: 600; }
-td.bad { color: var(--bad); font-weight: 600; }
+td.good, section.good > h3 { color: var(--good); font-weight: 600; }
+td.bad, section.bad > h3 { color: var(--bad); font-weight: 600; }
+section.warn > h3 { color: var(--warn); }
 pre { background: var(--soft); border: 1px solid var(--line); border-radius: 6px;
       padding: .75rem; overflow-x: auto; font-size: .8rem; max-height: 32rem; }
 .cards { display: flex; flex-wrap: wrap; gap: .8rem; margin: .5rem 0; }
@@ -186,9 +158,6 @@ pre { background: var(--soft); border: 1px solid var(--line); border-radius: 6px
 section.good { border-left-color: var(--good); }
 section.bad { border-left-color: var(--bad); }
 section.warn { border-left-color: var(--warn); }
-section.good > h3 { color: var(--good); }
-section.bad > h3 { color: var(--bad); }
-section.warn > h3 { color: var(--warn); }
 .pair { display: grid; grid-template-columns: minmax(0, 1fr) 24rem; gap: 1rem;
         align-items: start; }
 @media (max-width: 70rem) { .pair { grid-template-columns: minmax(0, 1fr); } }
@@ -246,12 +215,19 @@ def _html_block(block: Block, images: Mapping[str, Path]) -> list[str]:
     elif tables:
         parts.append(tables)
     parts += [f"<pre>{esc(text)}</pre>" for text in block.pre]
-    if block.children:
-        cards = all(c.tone for c in block.children)
-        parts.append('<div class="cards">' if cards else "<div>")
-        for child in block.children:
+    run: list[Block] = []  # consecutive verdict-toned children sit side by side as cards
+    for child in (*block.children, None):
+        if child is not None and child.tone:
+            run.append(child)
+            continue
+        if run:
+            parts.append('<div class="cards">')
+            for card in run:
+                parts += _html_block(card, images)
+            parts.append("</div>")
+            run = []
+        if child is not None:
             parts += _html_block(child, images)
-        parts.append("</div>")
     if block.collapsed:
         parts.append("</details>")
     parts.append("</section>")

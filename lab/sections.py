@@ -19,10 +19,11 @@ from lab.analysis import (
     original_raw_gain_pct,
     verdicts,
 )
+from lab.cells import DASH, num, pct, stated, value_text
 from lab.letter import letter_text
 from lab.narrative import explanation
 from lab.plots import bandwidth_name, gain_name
-from lab.render import DASH, Block, Table, num, pct, printable, stated, value_text
+from lab.render import Block, Table, printable
 from lab.results import ORIGINAL_BW_MIB, ORIGINAL_GAIN_PCT, CheckResult, RunResults
 from lab.stats import Summary, significance_rule
 
@@ -163,7 +164,7 @@ def gain_block(rows: Sequence[Row], base: str, new: str, *, cover_letter: bool =
         tables.append(Table(("jobs", *(f"{c.label} ({mode})" for c in curves)),
                             tuple((str(n), *(cells.get((c.label, n), DASH) for c in curves))
                                   for n in jobs)))  # fmt: skip
-    what = "Ours with its 95% range"
+    what = "Ours with its 95% range" if cover_letter else "The gain with its 95% range"
     if cover_letter:
         what += ("; the cover letter's SSF gains as it states them and as its own raw "
                  "bandwidths give them (they disagree for 1-8 jobs), and its file-per-job "

@@ -70,8 +70,3 @@ def select(items: Sequence[T], shard: Shard | None, key: Callable[[T], str]) -> 
     ranked = sorted(range(len(items)), key=lambda i: key(items[i]))
     chosen = set(ranked[shard.index - 1 :: shard.count])
     return [item for i, item in enumerate(items) if i in chosen]
-
-
-def describe(shard: Shard | None) -> str:
-    """For reports and logs: "shard 2/3" or "all items"."""
-    return f"shard {shard}" if shard is not None else "all items"

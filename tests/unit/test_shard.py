@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from lab.errors import ConfigError
-from lab.shard import Shard, describe, parse_shard, select
+from lab.shard import Shard, parse_shard, select
 
 LENGTHS = (0, 1, 2, 3, 5, 6, 7, 10, 13, 50)
 
@@ -101,7 +101,5 @@ def test_shard_built_in_code_is_checked_too():
         Shard(1, 0)
 
 
-def test_describe():
-    assert describe(Shard(2, 3)) == "shard 2/3"
-    assert describe(None) == "all items"
+def test_str():
     assert str(Shard(1, 4)) == "1/4"
