@@ -9,9 +9,8 @@ guest is retried and then aborts the bisection.
 
 from __future__ import annotations
 
-import argparse
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lab import bisect, cache, checks, pipeline, proc, sources, suite, variants, verdict
@@ -83,7 +82,22 @@ class _Tester:
                         if run.result.console_excerpt else {})})
 
 
-def run(cfg: LabConfig, args: argparse.Namespace, out: Path, ui: Ui) -> BisectResult:
+@dataclass(frozen=True)
+class BisectRequest:
+    """What `lab bisect` was asked: a case, and a series or a git range."""
+
+    test: str
+    series: Path | None = None
+    kernel_tree: Path | None = None
+    good: str | None = None
+    bad: str | None = None
+    expect: tuple[str, ...] = ()
+    repeat: int = 1
+    first_bad: bool = False
+    flake_threshold: float = 0.5
+
+
+def run(cfg: LabConfig, args: BisectRequest, out: Path, ui: Ui) -> BisectResult:
     case = _one_case(args.test)
     if bool(args.series) == bool(args.kernel_tree):
         raise ConfigError("lab bisect needs exactly one of --series DIR or --kernel-tree PATH")
@@ -119,7 +133,8 @@ def run(cfg: LabConfig, args: argparse.Namespace, out: Path, ui: Ui) -> BisectRe
             src = sources.git_source(repo, rev, cfg.cache_root, out, what="candidate")
             return Variant("tree", src, (), tuple(cfg.fragments), features)
 
-    tester = _Tester(cfg, case, args.repeat, out, ui, make_variant)
+    tester = _Tester(cfg, case, args.repeat, out, ui, make_variant,
+                     FlakePolicy(args.flake_threshold))
 
     def show(step: Step) -> None:
         ui.note(bisect.format_step(step))

@@ -16,8 +16,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from lab import config, pipeline, proc, usage
-from lab.errors import BootError, BuildError, ConfigError, KernelCrash, LabError
+from lab import config, pipeline, proc, usage, verdict
+from lab.errors import ConfigError, LabError
 from lab.pipeline import VariantRequest
 from lab.ui import Ui
 
@@ -175,11 +175,9 @@ def cmd_image(args: argparse.Namespace, ui: Ui) -> int:
 def _boot_one(args: argparse.Namespace, ui: Ui, prefix: str):
     cfg = _cfg(args)
     out = _results_dir(cfg, args, prefix)
-    vs = pipeline.resolve_variants(cfg, _request(args, [args.variant_name]), out)
-    build = pipeline.build_variants(cfg, vs, out, ui)[0]
-    img = pipeline.image(cfg, out, ui)
-    accel = pipeline.accelerator(cfg, build.bzimage, out, ui)
-    return cfg, out, build, img, accel
+    p = pipeline.prepare(cfg, _request(args, [args.variant_name]), out, ui)
+    (build,) = p.builds.values()
+    return cfg, out, build, p.image, p.accel
 
 
 def cmd_boot(args: argparse.Namespace, ui: Ui) -> int:
@@ -252,24 +250,13 @@ def cmd_test(args: argparse.Namespace, ui: Ui) -> int:
         if not args.bisect_run:
             raise
         ui.error(exc.describe())
-        return bisect_run_status(exc)
+        return verdict.bisect_code(exc)
     print(runs.checks_matrix(results))
     for c in results.checks:
         if not c.passed:
             print(f"FAIL {c.variant} {c.name}: expected {c.expected}; observed {c.observed}")
     ui.note(f"results: {out}")
     return 0 if all(c.passed for c in results.checks) else 1
-
-
-def bisect_run_status(exc: LabError) -> int:
-    """git bisect run's contract: a kernel that crashes is bad (1); a tree that
-    cannot be patched, configured, built or booted cannot be tested (125);
-    a broken host aborts the bisection (128)."""
-    if isinstance(exc, KernelCrash):
-        return 1
-    if isinstance(exc, (BuildError, ConfigError, BootError)):
-        return 125
-    return 128
 
 
 def _bench_cfg(cfg: config.LabConfig, args: argparse.Namespace) -> config.LabConfig:
@@ -342,6 +329,16 @@ def cmd_compare(args: argparse.Namespace, ui: Ui) -> int:
     return 0
 
 
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -368,12 +365,25 @@ def cmd_mutate(args: argparse.Namespace, ui: Ui) -> int:
     return 1 if any(o.status == "survived" for o in report.outcomes) else 0
 
 
+def cmd_fsx(args: argparse.Namespace, ui: Ui) -> int:
+    from lab import fsx_job
+
+    cfg = _cfg(args)
+    fsx_job.options_from(args)  # bad options: exit 2 before anything is built
+    out = _results_dir(cfg, args, "fsx-")
+    return fsx_job.main(cfg, _request(args, args.variant), out, ui, args)
+
+
 def cmd_bisect(args: argparse.Namespace, ui: Ui) -> int:
     from lab import bisect_job
 
     cfg = _cfg(args)
     out = _results_dir(cfg, args, "bisect-")
-    result = bisect_job.run(cfg, args, out, ui)
+    req = bisect_job.BisectRequest(
+        test=args.test, series=args.series, kernel_tree=args.kernel_tree, good=args.good,
+        bad=args.bad, expect=tuple(args.expect), repeat=args.repeat, first_bad=args.first_bad,
+        flake_threshold=args.flake_threshold)
+    result = bisect_job.run(cfg, req, out, ui)
     print(result.message)
     ui.note(f"step log: {out / 'bisect.json'}")
     return 0 if result.first else 1
@@ -490,10 +500,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", required=True, metavar="CASE", help="case name or unique part")
     p.add_argument("--expect", action="append", default=[], metavar="FEATURE")
     p.add_argument("--repeat", type=positive_int, default=1, help="runs per step (flaky cases)")
+    p.add_argument("--flake-threshold", type=fraction, default=0.5, metavar="F",
+                   help="with --repeat: a step is bad when at least this fraction of its runs "
+                        "fail, flaky (skipped) below it (default 0.5)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--first-good", action="store_true", help="first version that passes")
     which.add_argument("--first-bad", action="store_true", help="first version that fails")
     p.set_defaults(func=cmd_bisect)
+
+    from lab import fsx_job
+
+    p = sub.add_parser("fsx", help="soak variants with labfsx, the randomized concurrent "
+                       "exerciser, with progress")
+    _add_common(p)
+    _add_variants(p)
+    fsx_job.add_arguments(p)
+    p.set_defaults(func=cmd_fsx)
 
     return parser
 
@@ -521,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, ui)
     except LabError as exc:
         ui.error(exc.describe())
-        return exc.exit_code
+        return verdict.exit_code(exc)
     except (KeyboardInterrupt, Terminated):
         ui.error("interrupted; everything started was stopped")
         return EXIT_INTERRUPTED

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
-import logging
 import shlex
 import time
 from collections.abc import Sequence
@@ -27,8 +26,6 @@ from lab.errors import GuestError, GuestTimeout, KernelHang, LabError
 from lab.image import Image
 from lab.machine import Machine
 from lab.proc import CommandResult
-
-log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 0.5
 

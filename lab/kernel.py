@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab import cache, gittree, patching, proc, sources
@@ -84,7 +84,6 @@ class KernelBuild:
     features: tuple[str, ...] = ()
     debug: bool = False
     log: Path | None = None
-    extra: dict = field(default_factory=dict)
     source: str = ""
     # Each applied patch (mbox mails one by one): file, subject, fuzz, offsets.
     applied: tuple[dict, ...] = ()

@@ -67,10 +67,9 @@ def resolve(
     user_patches: Sequence[Path] = (),
     expect: Sequence[str] = (),
     tree_source: KernelSource | None = None,
-    extra_fragments: Sequence[Path] = (),
     strict: bool = False,
 ) -> list[Variant]:
-    fragments = tuple(cfg.fragments) + tuple(extra_fragments)
+    fragments = tuple(cfg.fragments)
     if debug:
         fragments += (cfg.debug_fragment,)
     for frag in fragments:

@@ -29,15 +29,16 @@ def main(types: list[str]) -> None:
     ui = Ui()
     with tempfile.TemporaryDirectory(prefix="capture-") as tmp:
         logs = Path(tmp)
-        p = pipeline.prepare_variants(cfg, [lkdtm_variant(cfg, "patched", logs)], logs, ui)
+        v = lkdtm_variant(cfg, "patched", logs, sanitizers=True)
+        p = pipeline.prepare_variants(cfg, [v], logs, ui)
         for kind in types:
             try:
-                with pipeline.deployed(cfg, p, "lkdtm", logs, ui) as (vm, guest):
-                    run = checks.run_case(provoke_case(kind), guest, "lkdtm", ())
+                with pipeline.deployed(cfg, p, v.name, logs, ui) as (vm, guest):
+                    run = checks.run_case(provoke_case(kind), guest, v.name, ())
                     ui.note(f"{kind}: {run.result.observed[:120]}")
             except Exception as exc:  # a panic ends the VM at boot of the next command
                 ui.note(f"{kind}: {type(exc).__name__}: {str(exc)[:120]}")
-            shutil.copy(logs / "lkdtm.console.log", OUT / f"lkdtm-{kind.lower()}.log")
+            shutil.copy(logs / f"{v.name}.console.log", OUT / f"lkdtm-{kind.lower()}.log")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ from pathlib import Path
 from lab import pipeline, suite
 from lab.config import LabConfig
 
-LKDTM_FRAGMENT = Path(__file__).resolve().parents[2] / "kernels" / "lkdtm.config"
+KERNELS = Path(__file__).resolve().parents[2] / "kernels"
+LKDTM_FRAGMENT = KERNELS / "lkdtm.config"
+SANITIZERS_FRAGMENT = KERNELS / "sanitizers.config"
 DIRECT = "/sys/kernel/debug/provoke-crash/DIRECT"
 MOUNT_DEBUGFS = "mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug"
 # Types that block the writer forever: provoked in the background, then the
@@ -22,9 +24,12 @@ MOUNT_DEBUGFS = "mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/k
 BLOCKING = {"HUNG_TASK", "SOFTLOCKUP", "HARDLOCKUP", "SPINLOCKUP"}
 
 
-def lkdtm_variant(cfg: LabConfig, base: str, out: Path):
+def lkdtm_variant(cfg: LabConfig, base: str, out: Path, *, sanitizers: bool = False):
+    """`base` with LKDTM (and, for capturing every report kind, the sanitizers)."""
     (v,) = pipeline.resolve_variants(cfg, pipeline.VariantRequest((base,)), out)
-    return dataclasses.replace(v, name="lkdtm", fragments=(*v.fragments, LKDTM_FRAGMENT))
+    extra = (LKDTM_FRAGMENT, SANITIZERS_FRAGMENT) if sanitizers else (LKDTM_FRAGMENT,)
+    return dataclasses.replace(v, name="lkdtm-sanitizers" if sanitizers else "lkdtm",
+                               fragments=(*v.fragments, *extra))
 
 
 def provoke_case(kind: str, wait_s: float = 60.0) -> suite.Case:
