@@ -374,15 +374,6 @@ def cmd_fsx(args: argparse.Namespace, ui: Ui) -> int:
     return fsx_job.main(cfg, _request(args, args.variant), out, ui, args)
 
 
-def cmd_fsx(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import fsx_job
-
-    cfg = _cfg(args)
-    fsx_job.options_from(args)  # bad options: exit 2 before anything is built
-    out = _results_dir(cfg, args, "fsx-")
-    return fsx_job.main(cfg, _request(args, args.variant), out, ui, args)
-
-
 def cmd_bisect(args: argparse.Namespace, ui: Ui) -> int:
     from lab import bisect_job
 
@@ -516,15 +507,6 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--first-good", action="store_true", help="first version that passes")
     which.add_argument("--first-bad", action="store_true", help="first version that fails")
     p.set_defaults(func=cmd_bisect)
-
-    from lab import fsx_job
-
-    p = sub.add_parser("fsx", help="soak variants with labfsx, the randomized concurrent "
-                       "exerciser, with progress")
-    _add_common(p)
-    _add_variants(p)
-    fsx_job.add_arguments(p)
-    p.set_defaults(func=cmd_fsx)
 
     from lab import fsx_job
 
