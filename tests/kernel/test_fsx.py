@@ -48,6 +48,7 @@ def test_fsx_case_fails_on_a_corrupting_kernel(lab_config, lab_image, lab_accel,
                          name="fsx-mutant") as (_vm, guest):
         workloads.deploy(guest, lab_config.cache_root)
         obs = fsx.case_fsx(CaseContext(guest, build.features))
+    print(f"mutant: {obs.observed}")
     assert not obs.passed
     failed = obs.details["runs"][-1]
     failure = failed["failure"]
