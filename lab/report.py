@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lab import render, sections
-from lab.analysis import comparison_table as comparison_table  # (old name; runs.py moves)
+from lab.analysis import comparison_table
 from lab.junit import render_junit
 from lab.letter import letter_text
 from lab.plots import render_gain_plots, render_plots
 from lab.results import RunResults
-from lab.results import merge as merge  # noqa: F401  (old name; cli.py moves to lab.results)
 
 
 def _title(results: RunResults) -> str:
