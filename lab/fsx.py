@@ -196,12 +196,6 @@ class FsxResult:
         return (f"seed {self.seed}: {self.ops} ops in {self.elapsed_s:.1f}s "
                 f"({self.ops_per_s:.0f}/s), {self.skipped} skipped")
 
-    def skip_reasons(self) -> list[str]:
-        reasons = [f"{k} {c.skipped}" for k, c in self.kinds.items() if c.skipped]
-        if self.mmap_shared_refused:
-            reasons.append(f"MAP_SHARED refused {self.mmap_shared_refused}x (MAP_PRIVATE used)")
-        return reasons
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -297,6 +291,16 @@ def soak(guest: Guest, mount_path: str, options: FsxOptions, total_s: float, chu
     return results
 
 
+def skip_reasons(results: list[FsxResult]) -> list[str]:
+    """What was skipped (or done another way) over several runs, in words."""
+    skipped = {k: sum(r.kinds[k].skipped for r in results if k in r.kinds) for k in KINDS}
+    reasons = [f"{n} {k} skipped" for k, n in skipped.items() if n]
+    refused = sum(r.mmap_shared_refused for r in results)
+    if refused:
+        reasons.append(f"MAP_SHARED refused {refused}x, MAP_PRIVATE used")
+    return reasons
+
+
 def totals(results: list[FsxResult]) -> tuple[int, float, int]:
     """Operations, seconds and skipped operations over several runs."""
     return (sum(r.ops for r in results), sum(r.elapsed_s for r in results),
@@ -334,7 +338,7 @@ def case_fsx(ctx: CaseContext) -> Observation:
         details["report"] = failed.failure.report()
         return Observation(False, expected, f"{failed.summary()} (replay: {failed.reproduce})",
                            details)
-    reasons = sorted({why for r in results for why in r.skip_reasons()})
+    reasons = skip_reasons(results)
     observed = (f"{ops} ops at {ops / seconds if seconds else 0:.0f}/s, {skipped} skipped"
                 + (f" ({'; '.join(reasons)})" if reasons else "") + ", no mismatch")
     return Observation(True, expected, observed, details)

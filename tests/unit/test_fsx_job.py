@@ -80,3 +80,8 @@ def test_a_soak_summary_names_the_failing_seed_and_its_replay():
                                                              "fs/fuse/file.c:1650!")
     report = failed.runs[1].failure.report()
     assert "expected 00 01  (x)" in report and "#3 append f0 9000 32 -> 32" in report
+
+
+def test_skip_reasons_add_up_over_runs():
+    assert fsx.skip_reasons([_result(1, True), _result(2, True)]) == [
+        "MAP_SHARED refused 8x, MAP_PRIVATE used"]
