@@ -18,7 +18,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ __all__ = ["KernelSource", "Variant", "KernelBuild", "build", "apply_patches", "
 RECIPE_VERSION = "1"
 BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "git", "rsync", "xz", "tar", "perl")
 WORK_DIR = "work"  # the fixed path every variant of a group is built at
+SEEDING_PREFIX = ".seeding-"  # a build folder being copied from a sibling
 
 ProgressFn = Callable[[str], None]
 
@@ -115,7 +115,7 @@ class KernelBuild:
 
 @functools.cache
 def compiler_version() -> str:
-    out = subprocess.run(["gcc", "--version"], capture_output=True, text=True, check=False)
+    out = proc.run(["gcc", "--version"], timeout=60, check=False)
     return out.stdout.splitlines()[0] if out.stdout else "unknown"
 
 
@@ -359,15 +359,22 @@ def _build_dir(variant: Variant, cache_root: Path) -> Path:
     if (bdir / ".lab-ok").exists():
         return bdir
     shutil.rmtree(bdir, ignore_errors=True)
+    # The copy is made beside and renamed into place: an interrupted copy
+    # (which may already hold the sibling's `.lab-ok`) is never taken for a
+    # built folder, only thrown away by the next build.
+    seeding = group / f"{SEEDING_PREFIX}{variant.build_name}"
+    shutil.rmtree(seeding, ignore_errors=True)
     siblings = sorted(
-        (d for d in group.glob("*") if d.name != WORK_DIR and (d / ".lab-ok").exists()),
+        (d for d in group.glob("*") if d.name != WORK_DIR
+         and not d.name.startswith(SEEDING_PREFIX) and (d / ".lab-ok").exists()),
         key=lambda d: (d / ".lab-ok").stat().st_mtime,
         reverse=True,
     )
     if siblings:
-        proc.run(["cp", "-a", "--reflink=auto", siblings[0], bdir], timeout=900,
+        proc.run(["cp", "-a", "--reflink=auto", siblings[0], seeding], timeout=900,
                  error=BuildError, what=f"seeding {bdir.name} from {siblings[0].name}")
-        (bdir / ".lab-ok").unlink()
+        (seeding / ".lab-ok").unlink()
+        os.rename(seeding, bdir)
     else:
         bdir.mkdir(parents=True)
     return bdir

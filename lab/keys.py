@@ -10,11 +10,10 @@ changes, and `reproduce.sh` can say which of them changed since a run.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import cache, image, kernel
+from lab import cache, image, kernel, proc
 from lab.config import LabConfig
 from lab.errors import ConfigError
 from lab.series import load_series
@@ -39,10 +38,8 @@ class CacheKey:
         return {"key": self.key, "restore_prefix": self.restore_prefix, "inputs": self.inputs}
 
 
-def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    # A quick query (dpkg, git); lab/proc.py's logging and process groups are
-    # for long commands.
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, cwd=cwd)
+def _run(argv: list[str], cwd: Path | None = None) -> proc.CommandResult:
+    return proc.capture(argv, timeout=60, cwd=cwd)  # a quick query (dpkg, git)
 
 
 def source_id(cfg: LabConfig) -> str:
@@ -51,12 +48,12 @@ def source_id(cfg: LabConfig) -> str:
     kind, name, ref = (spec.kind, spec.name, spec.ref) if spec is not None else DEFAULT_SOURCE
     if kind == "debian":
         out = _run(["dpkg-query", "-W", "-f", "${Version}", name])
-        if out.returncode != 0 or not out.stdout.strip():
+        if out.exit_status != 0 or not out.stdout.strip():
             raise ConfigError(f"kernel source debian:{name} is not installed: "
                               f"install it with `sudo apt-get install {name}`")
         return f"debian-{out.stdout.strip()}"
     out = _run(["git", "-C", name, "rev-parse", "--verify", f"{ref}^{{commit}}"])
-    if out.returncode != 0:
+    if out.exit_status != 0:
         raise ConfigError(f"kernel source {name} at {ref}: not a revision of a git repository")
     return f"git-{out.stdout.strip()[:16]}"
 

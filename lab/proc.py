@@ -353,6 +353,44 @@ def run(
     return result
 
 
+def capture(
+    argv: Sequence[str | os.PathLike],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    what: str = "",
+) -> CommandResult:
+    """A short query (git, dpkg-query) whose stdout is data: stdout and stderr
+    are kept apart and nothing is logged to a file. Never raises for the exit
+    status; a timeout kills the group and raises LabError. Bytes that are not
+    UTF-8 survive: `result.stdout.encode("utf-8", "surrogateescape")`."""
+    args = [os.fspath(a) for a in argv]
+    label = what or args[0]
+    _check_timeout(timeout, label)
+    log.debug("capture: %s", shlex.join(args))
+    full_env = {**os.environ, **env} if env is not None else None
+    start = time.monotonic()
+    try:
+        child = _start(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise LabError(f"{label}: cannot start {args[0]}: {exc.strerror or exc}") from exc
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(child)
+        raise LabError(f"{label} timed out after {timeout:.0f}s: {shlex.join(args)}") from None
+    except BaseException:
+        kill_group(child)
+        raise
+    finally:
+        _forget(child)
+    return CommandResult(shlex.join(args), child.returncode,
+                         out.decode("utf-8", "surrogateescape"),
+                         err.decode("utf-8", "surrogateescape"), time.monotonic() - start)
+
+
 class Child:
     """A long-lived process (QEMU) owned by the caller.
 

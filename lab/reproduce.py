@@ -15,13 +15,12 @@ import datetime
 import hashlib
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lab import config
+from lab import config, proc
 
 # Options whose value is a file that decides the result.
 FILE_OPTIONS = ("--patch", "--job-file", "--script")
@@ -31,20 +30,23 @@ REPLACED = ("--config", "--results")
 CONFIG_EOF = "LAB_CONFIG_EOF"
 
 
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False,
-                          timeout=120)
+def _git(repo: Path, *args: str) -> proc.CommandResult:
+    return proc.capture(["git", "-C", str(repo), *args], timeout=120)
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")  # what git printed, byte for byte
 
 
 def git_state(repo: Path) -> dict[str, str]:
     """Commit, dirty flag and fingerprints, computed exactly as the script does."""
     head = _git(repo, "rev-parse", "HEAD")
-    if head.returncode != 0:
+    if head.exit_status != 0:
         return {"commit": "", "dirty": "unknown", "diff": "", "untracked": ""}
-    diff = _git(repo, "diff", "HEAD", "--binary").stdout
-    untracked = _git(repo, "ls-files", "--others", "--exclude-standard").stdout
+    diff = _bytes(_git(repo, "diff", "HEAD", "--binary").stdout)
+    untracked = _bytes(_git(repo, "ls-files", "--others", "--exclude-standard").stdout)
     return {
-        "commit": head.stdout.decode().strip(),
+        "commit": head.stdout.strip(),
         "dirty": "yes" if diff or untracked else "no",
         "diff": hashlib.sha256(diff).hexdigest(),
         "untracked": hashlib.sha256(untracked).hexdigest(),
@@ -310,11 +312,10 @@ def _key_inputs(repo: Path, cwd: Path, config_path: Path | None, key_args: Seque
         env = {**os.environ,
                "PYTHONPATH": os.pathsep.join(filter(None, [str(repo),
                                                            os.environ.get("PYTHONPATH")]))}
-        out = subprocess.run(
+        out = proc.capture(
             [sys.executable, "-m", "lab.cli", "build", "--print-cache-key", "--config",
-             str(config_path), *key_args],
-            cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=120)
-    if out.returncode != 0:
+             str(config_path), *key_args], cwd=cwd, env=env, timeout=120)
+    if out.exit_status != 0:
         said = (out.stderr.strip().splitlines() or ["no output"])[-1]
         return [], f"build key inputs not recorded: {said}"
     return [line for line in out.stdout.splitlines() if line.startswith("input-")], ""

@@ -14,7 +14,6 @@ source's lock.
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,9 +94,8 @@ def check_available(spec: SourceSpec) -> None:
 # --- Debian's linux-source packages ----------------------------------------------
 
 
-def _dpkg(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["dpkg-query", *args], capture_output=True, text=True, check=False,
-                          timeout=60)
+def _dpkg(*args: str) -> proc.CommandResult:
+    return proc.run(["dpkg-query", *args], timeout=60, check=False)
 
 
 def _debian_tarball(package: str) -> tuple[Path, str]:
@@ -106,7 +104,7 @@ def _debian_tarball(package: str) -> tuple[Path, str]:
     status = _dpkg("-W", "-f", "${db:Status-Status} ${Version}", package)
     state, _, version = status.stdout.strip().partition(" ")
     hint = f"install it with `sudo apt-get install {package}`"
-    if status.returncode != 0 or state != "installed":
+    if status.exit_status != 0 or state != "installed":
         raise ConfigError(f"kernel source debian:{package} is not installed: {hint}")
     files = _dpkg("-L", package).stdout.split()
     tarballs = [Path(f) for f in files if _TARBALL_RE.match(f)]
