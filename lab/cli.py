@@ -291,7 +291,7 @@ def cmd_run(args: argparse.Namespace, ui: Ui) -> int:
     ui.note(f"results: {out}")
     results = runs.main_job(cfg, out, ui, req=_request(args, args.variant), shard=_shard(args),
                             argv=_argv_for_reproducer(), with_checks=args.cmd == "run",
-                            fresh=args.fresh)
+                            fresh=args.fresh, case_expr=getattr(args, "k", None))
     print(runs.summary_table(results))
     if results.checks:
         print(runs.checks_matrix(results))
@@ -460,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the suite again even where cached verdicts exist")
         if name == "run":
             _add_scripts(p)
+            p.add_argument("-k", metavar="EXPR",
+                           help="run only the suite's cases whose name contains EXPR")
         p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="merge shard results into one report")

@@ -171,13 +171,13 @@ def run_bench(cfg: LabConfig, p: pipeline.Prepared, points: Sequence[bench.Point
 
 def main_job(cfg: LabConfig, out: Path, ui: Ui, *, req: pipeline.VariantRequest,
              shard: Shard | None, argv: Sequence[str], with_checks: bool = True,
-             fresh: bool = False) -> RunResults:
+             fresh: bool = False, case_expr: str | None = None) -> RunResults:
     """Build, run the whole suite on every variant, benchmark side by side, report."""
     bench.check(cfg.bench, out)  # a bad job file fails before any build
     p = pipeline.prepare(cfg, req, out, ui)
     write_reproducer(out, argv, p)
     names = list(p.builds)
-    items = suite_items(cfg, names, None, shard) if with_checks else []
+    items = suite_items(cfg, names, case_expr, shard) if with_checks else []
     found = run_checks(cfg, p, items, out, ui, on_result=_incremental(out, p), fresh=fresh)
     points = bench_points(cfg.bench, names, shard)
     samples: list = []

@@ -69,7 +69,8 @@ def test_merge_refuses_shards_from_different_inputs(tmp_path):
 def test_small_lab_run_produces_the_report(tmp_path, no_qemu_leak):
     out_dir = tmp_path / "run"
     out = lab("run", "--workload", "ssf-presized", "--jobs", "1,4", "--mode", "latency",
-              "--repeat", "1", "--results", str(out_dir))
+              "--repeat", "1", "-k", "parallel-nonextending,append-stale",
+              "--results", str(out_dir))
     assert out.returncode == 0, out.stdout + out.stderr
     for name in ("report.md", "report.html", "results.json", "junit.xml", "reproduce.sh",
                  "baseline.console.log", "patched.console.log"):
@@ -78,6 +79,7 @@ def test_small_lab_run_produces_the_report(tmp_path, no_qemu_leak):
     inflight = {(s["variant"], s["numjobs"]): s["max_inflight"] for s in results["samples"]}
     assert inflight[("patched", 4)] == 4 and inflight[("baseline", 4)] == 1
     assert all(c["passed"] for c in results["checks"])
+    assert {c["name"] for c in results["checks"]} == {"parallel-nonextending", "append-stale"}
     assert "| ssf-presized | 4 |" in (out_dir / "report.md").read_text()
     assert "data:image/png;base64," in (out_dir / "report.html").read_text()
     assert "latency" in out.stdout and "ssf-presized" in out.stdout  # the summary table
