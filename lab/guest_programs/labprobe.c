@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "labcommon.h"
+
 #define ALIGN 4096              /* O_DIRECT buffer alignment, fine for any lbs */
 #define MAX_WRITERS 4096
 #define MAX_EXAMPLES 8
@@ -76,45 +78,8 @@ static double now_ms(void)
 
 /* ------------------------------------------------------------------ JSON */
 
-/* Streaming emitter: remembers "first element at this depth" so commas come
- * out right without building a tree. */
-static int jdepth, jfirst[32] = {1}, jafterkey;
-
-static void jsep(void)
-{
-	if (jafterkey)
-		jafterkey = 0;
-	else if (!jfirst[jdepth])
-		putchar(',');
-	jfirst[jdepth] = 0;
-}
-
-static void jstr_raw(const char *s)
-{
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20 || *p >= 0x7f)  /* also non-ASCII: any path => valid JSON */
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
-	}
-	putchar('"');
-}
-
-static void jkey(const char *k) { jsep(); jstr_raw(k); putchar(':'); jafterkey = 1; }
-static void jopen(const char *k, char c) { if (k) jkey(k); jsep(); putchar(c); jfirst[++jdepth] = 1; }
-static void jclose(char c) { putchar(c); jdepth--; }
-static void kint(const char *k, long long v) { jkey(k); jsep(); printf("%lld", v); }
-static void kms(const char *k, double v) { jkey(k); jsep(); printf("%.3f", v); }
-static void kbool(const char *k, int v) { jkey(k); jsep(); fputs(v ? "true" : "false", stdout); }
-static void kstr(const char *k, const char *s)    /* NULL => null */
-{
-	jkey(k);
-	jsep();
-	s ? jstr_raw(s) : (void)fputs("null", stdout);
-}
+/* The emitter (jopen/jclose/kint/kbool/kstr...) is labcommon.h's. */
+static void kms(const char *k, double v) { kdouble(k, v); }
 /* KINTS({"a", x}, {"b", y}): several integer members in one go. */
 struct kv { const char *k; long long v; };
 static void kints(const struct kv *a, size_t n) { while (n--) kint(a->k, a->v), a++; }
@@ -161,14 +126,10 @@ static int has(int o) { return !!(seen & (1u << o)); }
 /* Decimal or 0x hex, optional k/m/g (x1024) suffix. */
 static uint64_t parse_num(const char *name, const char *s)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	int sh = *end == 'k' || *end == 'K' ? 10 : *end == 'm' || *end == 'M' ? 20 :
-		 *end == 'g' || *end == 'G' ? 30 : 0;
-	if (errno || end == s || *s == '-' || end[!!sh] || (sh && v >> (64 - sh)))
+	uint64_t v;
+	if (parse_u64(s, &v))
 		usage("--%s: bad number '%s'", name, s);
-	return v << sh;
+	return v;
 }
 
 static void parse_opts(int argc, char **argv, unsigned allowed, unsigned required)
@@ -292,30 +253,23 @@ static long long emit_final_size(void)
  * With O_APPEND the kernel picks the offset, so records describe themselves
  * (host-endian u64 words, B % 8 == 0, B >= 64):
  *   w0 = REC_MAGIC   w1 = writer << 32 | seq   w2 = B
- *   w3 = mix(w1 ^ w2 ^ MAGIC)          (header check: a torn header fails it)
- *   wk = mix(w1 * GOLD + k), k >= 4    (payload unique to writer, seq, k)
+ *   w3 = mix64(w1 ^ w2 ^ MAGIC)          (header check: a torn header fails it)
+ *   wk = mix64(w1 * LC_GOLD + k), k >= 4    (payload unique to writer, seq, k)
  * Any record mixing bytes of two writes, or cut short, fails the check.
  */
 static unsigned nw;                     /* writers */
 static uint64_t n_writes = 1, rec_size; /* writes per writer; append record size */
 
 #define REC_MAGIC 0x45424f5250424c4cULL   /* "LLBPROBE" */
-#define GOLD 0x9e3779b97f4a7c15ULL
 
-static inline uint64_t mix(uint64_t z)    /* splitmix64 finaliser */
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
 
 static void rec_fill(uint64_t *r, unsigned writer, unsigned seq)
 {
 	uint64_t id = (uint64_t)writer << 32 | seq;
 	r[0] = REC_MAGIC, r[1] = id, r[2] = rec_size;
-	r[3] = mix(id ^ rec_size ^ REC_MAGIC);
+	r[3] = mix64(id ^ rec_size ^ REC_MAGIC);
 	for (uint64_t k = 4; k < rec_size / 8; k++)
-		r[k] = mix(id * GOLD + k);
+		r[k] = mix64(id * LC_GOLD + k);
 }
 
 /* Valid header at p with writer/seq in range?  (p may be unaligned.) */
@@ -325,7 +279,7 @@ static int rec_hdr_ok(const unsigned char *p, size_t avail, unsigned *wr, unsign
 	if (avail < sizeof(h))
 		return 0;
 	memcpy(h, p, sizeof(h));
-	if (h[0] != REC_MAGIC || h[2] != rec_size || h[3] != mix(h[1] ^ h[2] ^ REC_MAGIC))
+	if (h[0] != REC_MAGIC || h[2] != rec_size || h[3] != mix64(h[1] ^ h[2] ^ REC_MAGIC))
 		return 0;
 	*wr = (unsigned)(h[1] >> 32), *sq = (unsigned)h[1];
 	return *wr < nw && *sq < n_writes;
