@@ -200,18 +200,3 @@ def run_fio(guest: Guest, job: FioJob, timeout: float = 600) -> FioResult:
     if not result.ok:
         raise GuestError(f"fio failed ({job.workload}, {job.numjobs} jobs)", excerpt=result.tail())
     return parse_fio_json(result.stdout)
-
-
-def run_fio_file(guest: Guest, job_file: Path, directory: str, timeout: float = 600
-                 ) -> FioResult:
-    """A user's own fio job file, run in `directory` (our FUSE mount).
-
-    `--directory` on the command line is a default for every job, so the file
-    should not set `directory=` itself.
-    """
-    guest.put(job_file, f"{REMOTE}/user.fio")
-    result = guest.run(["fio", "--output-format=json", f"--directory={directory}",
-                        f"{REMOTE}/user.fio"], timeout=timeout)
-    if not result.ok:
-        raise GuestError(f"fio failed on {job_file}", excerpt=result.tail())
-    return parse_fio_json(result.stdout)
