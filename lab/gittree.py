@@ -77,9 +77,12 @@ def dirty(repo: Path, *, log_path: Path | None = None) -> list[str]:
     """Every path that differs from HEAD: modified, added, deleted, retyped,
     untracked or ignored. Empty means the tree is exactly its commit."""
     out = git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all",
-              "--ignored=matching", "--no-renames", log_path=log_path,
-              timeout=TREE_TIMEOUT_S).stdout
-    return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
+              "--ignored=matching", "--no-renames", timeout=TREE_TIMEOUT_S).stdout
+    paths = sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
+    if log_path is not None and paths:  # the NUL-separated output stays out of the log
+        with log_path.open("a") as log:
+            log.write("differs from the commit: " + " ".join(paths[:50]) + "\n")
+    return paths
 
 
 def restore(repo: Path, commit: str, *, log_path: Path | None = None) -> None:
