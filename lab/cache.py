@@ -93,6 +93,15 @@ def lock_holder(path: Path) -> str:
             f"{time.time() - since:.0f}s ago{state}")
 
 
+def _own_command() -> str:
+    """This process's command line as `ps` shows it (`python -m lab.cli ...`)."""
+    try:
+        argv = Path("/proc/self/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        return shlex.join(a.decode(errors="replace") for a in argv)
+    except OSError:
+        return shlex.join(sys.argv)
+
+
 @contextlib.contextmanager
 def locked(path: Path, timeout: float | None = None) -> Iterator[None]:
     """Hold an exclusive flock on `path` (created if needed) for the block.
@@ -121,7 +130,7 @@ def locked(path: Path, timeout: float | None = None) -> Iterator[None]:
                     raise LabError(f"gave up waiting for {path} after {limit:.0f}s: "
                                    f"held by {lock_holder(path)}") from None
                 time.sleep(LOCK_POLL_S)
-        record = {"pid": os.getpid(), "command": shlex.join(sys.argv), "since": time.time()}
+        record = {"pid": os.getpid(), "command": _own_command(), "since": time.time()}
         os.ftruncate(f.fileno(), 0)
         os.pwrite(f.fileno(), (json.dumps(record) + "\n").encode(), 0)
         try:

@@ -257,6 +257,7 @@ def _held_by(locks: Path, pid: int) -> Path | None:
     return None
 
 
+@pytest.mark.timeout(2400)  # another lab's build may hold the source first, for minutes
 def test_two_builds_at_once_say_who_holds_the_lock(cached_baseline, lab_cfg, tmp_path):
     """A second `lab build` of another variant waits for the first, says for
     whom (pid, command, since when) and gives up at its timeout; the first,
@@ -268,7 +269,7 @@ def test_two_builds_at_once_say_who_holds_the_lock(cached_baseline, lab_cfg, tmp
     first = Lab("build", "--variant", "user", "--patch", str(patches["a"]),
                 "--results", str(tmp_path / "a"))
     locks = lab_cfg.cache_root / "locks"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 1800
     held = None
     while time.monotonic() < deadline and first.popen.poll() is None:
         held = _held_by(locks, first.popen.pid)
@@ -285,7 +286,7 @@ def test_two_builds_at_once_say_who_holds_the_lock(cached_baseline, lab_cfg, tmp
     print(f"\nsecond build: exit {second.returncode}: {err[-400:]}")
     assert second.returncode == 3, err
     assert f"held by pid {first.popen.pid}" in err
-    assert "lab.cli build --variant user" in err  # the holder's command
+    assert "-m lab.cli build --variant user" in err  # the holder's command
     assert "since" in err and "gave up waiting" in err and "after 3s" in err
     tree = _descendants(first.popen.pid)
     first.popen.send_signal(signal.SIGTERM)
