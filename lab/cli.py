@@ -238,11 +238,12 @@ def _argv_for_reproducer() -> list[str]:
 
 
 def cmd_test(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import runs
+    from lab import runs, suite
 
     cfg = _with_scripts(_cfg(args), args)
     out = _results_dir(cfg, args, "test-")
     try:
+        suite.select(args.k)  # a -k that matches no case is bad input: say so before any build
         results = runs.test_job(cfg, _request(args, args.variant), out, ui, case_expr=args.k,
                                 repeat=args.repeat, shard=_shard(args),
                                 argv=_argv_for_reproducer(), fresh=args.fresh)

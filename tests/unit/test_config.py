@@ -95,3 +95,12 @@ def test_the_cli_exits_2_naming_the_key_without_a_traceback(tmp_path, text):
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     assert str(path) in out.stderr and ("[vm]" in out.stderr or "[bench]" in out.stderr)
+
+
+def test_a_k_expression_matching_nothing_is_refused_before_any_build(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lab.cli", "test", "-k", "no-such-case",
+                          "--results", str(tmp_path / "r")], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "no case matches 'no-such-case'" in " ".join(out.stderr.split())
+    assert not list((tmp_path / "r").glob("build-*.log"))  # nothing was built
