@@ -359,7 +359,8 @@ def cmd_mutate(args: argparse.Namespace, ui: Ui) -> int:
         raise ConfigError("lab mutate takes one --variant (or --patch)")
     out = _results_dir(cfg, args, "mutate-")
     req = mutate_job.MutateRequest(_request(args, names), limit=args.max, seed=args.seed,
-                                   shard=_shard(args), equivalents=args.equivalents)
+                                   shard=_shard(args), equivalents=args.equivalents,
+                                   only=tuple(args.mutant))
     report = mutate_job.run(cfg, req, out, ui)
     print((out / "mutate.md").read_text())
     ui.note(f"kill matrix: {out / 'mutate.md'}, {out / 'mutate.json'}, {out / 'junit.xml'}")
@@ -489,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, metavar="S",
                    help="draw the mutants in a random order from seed S (default: file order)")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N of the mutants")
+    p.add_argument("--mutant", action="append", default=[], metavar="KEY",
+                   help="run only this mutant (repeatable), e.g. the survivors of a run")
     p.add_argument("--equivalents", type=Path, metavar="FILE",
                    help="mutants shown equivalent (default: the series' "
                         "equivalent-mutants.toml)")

@@ -48,6 +48,7 @@ class MutateRequest:
     seed: int | None = None
     shard: Shard | None = None
     equivalents: Path | None = None
+    only: tuple[str, ...] = ()  # mutant keys (re-run the survivors after a suite change)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,11 @@ def run(cfg: LabConfig, req: MutateRequest, out: Path, ui: Ui) -> MutationReport
     every = [(t, m) for t in found for m in t.mutants]
     by_key = {m.key: (t, m) for t, m in every}
     chosen = mutation.choose([m for _t, m in every], req.limit, req.seed)
+    if req.only:
+        unknown = sorted(set(req.only) - set(by_key))
+        if unknown:
+            raise ConfigError(f"--mutant: no such mutant: {', '.join(unknown)}")
+        chosen = [m for m in chosen if m.key in req.only]
     chosen = select(chosen, req.shard, key=lambda m: f"mutant/{m.key}")
     equivalents = load_equivalents(req.equivalents or series.folder / EQUIVALENTS_FILE)
     functions = tuple(f"{t.path}:{name}" for t in found for name in t.functions)

@@ -400,14 +400,14 @@ def case_shared_short_write(ctx: CaseContext) -> Observation:
                        {"server": _record(stats), "probe": _record(result)})
 
 
-def _server_errors(ctx: CaseContext, *, inside: bool) -> Observation:
+def _server_errors(ctx: CaseContext, *, inside: bool, direct: bool = False) -> Observation:
     writers, every = 6, 3
     options = ServerOptions(fail_write_every=every, fail_write_errno="ENOSPC",
                             delay_write_us=HOLD_US // 2 if inside else 20_000)
     size = writers * BLOCK
     with FuseMount(ctx.guest, options, name="case") as m:
         result = _pwrite(ctx, f"{m.path}/e", writers=writers, block=BLOCK, base=0,
-                         presize=size if inside else None)
+                         presize=size if inside else None, direct=direct)
     stats = m.file_stats("e")
     failed = [w for w in result.writers if w.ret < 0]
     wrong = [w for w in failed if w.errno_name != "ENOSPC"]
@@ -417,12 +417,16 @@ def _server_errors(ctx: CaseContext, *, inside: bool) -> Observation:
     else:
         want_size = max((w.offset + BLOCK for w in good if w.offset is not None), default=0)
     want_inflight = (writers if ctx.parallel else 1) if inside else 1
+    # A failed synchronous write leaves the file alone: no truncate (SETATTR)
+    # may follow it (the asynchronous path's clean-up is not the sync path's).
+    want_setattrs = 1 if inside else 0  # the presize
     passed = (len(failed) == writers // every and not wrong
               and len(good) == writers - len(failed) and result.final_size == want_size
-              and stats.max_inflight == want_inflight)
+              and stats.max_inflight == want_inflight and stats.setattrs == want_setattrs)
     names = ", ".join(sorted({str(w.errno_name) for w in failed}))
     observed = (f"{len(failed)} writers failed ({names}), {len(good)} succeeded, "
-                f"size {result.final_size} (want {want_size}), {stats.max_inflight} in flight")
+                f"size {result.final_size} (want {want_size}), {stats.max_inflight} in flight, "
+                f"{stats.setattrs} SETATTR")
     return Observation(passed, f"{writers // every} fail with ENOSPC, size "
                        f"{'unchanged' if inside else 'from the rest only'}, "
                        f"{want_inflight} in flight", observed,
@@ -435,6 +439,12 @@ def case_server_errors(ctx: CaseContext) -> Observation:
 
 def case_shared_server_errors(ctx: CaseContext) -> Observation:
     return _server_errors(ctx, inside=True)
+
+
+def case_odirect_server_errors(ctx: CaseContext) -> Observation:
+    """Extending writes through O_DIRECT fds that the server fails: O_DIRECT
+    sets IOCB_DIRECT, which decides between the sync and async paths."""
+    return _server_errors(ctx, inside=False, direct=True)
 
 
 def case_lock_pairing(ctx: CaseContext) -> Observation:
@@ -578,7 +588,9 @@ CASES: tuple[Case, ...] = (
     # (lab/fsx.py); 3 seeds x 4 s of operations, plus start-up, within budget.
     Case(22, "cached-open", "a page-cache open held during parallel direct writes",
          case_cached_open),
-    Case(23, "fsx", "randomized concurrent operations checked against a model",
+    Case(23, "odirect-server-errors", "server errors on extending O_DIRECT writes",
+         case_odirect_server_errors),
+    Case(24, "fsx", "randomized concurrent operations checked against a model",
          _fsx_case, budget_s=45.0),
 )
 
