@@ -21,16 +21,16 @@ def _argv(tmp: Path) -> list[str]:
 
 def test_user_network_is_restricted_to_the_ssh_forward(tmp_path):
     argv = _argv(tmp_path)
-    netdev = argv[argv.index("-netdev") + 1]
-    assert netdev.split(",") == ["user", "id=net0", "restrict=on",
-                                 "hostfwd=tcp:127.0.0.1:2222-:22"]
+    netdev = argv[argv.index("-netdev") + 1].split(",")
+    assert netdev[0] == "user" and "restrict=on" in netdev
+    assert [p for p in netdev if p.startswith("hostfwd=")] == ["hostfwd=tcp:127.0.0.1:2222-:22"]
 
 
 def test_commas_in_paths_are_escaped_for_qemu_options(tmp_path):
     argv = _argv(tmp_path)
     assert qemu_opt("a,b,,c") == "a,,b,,,,c"
     drive = argv[argv.index("-drive") + 1]
-    assert drive.startswith(f"file={tmp_path}/a,,b/o.qcow2,if=virtio")
+    assert f"file={tmp_path}/a,,b/o.qcow2," in drive
     assert f"path={tmp_path}/c,,1.log" in argv[argv.index("-chardev") + 1]
     assert argv[argv.index("-qmp") + 1] == f"unix:{tmp_path}/q,,1.sock,server=on,wait=off"
     assert argv[argv.index("-name") + 1] == "v,,1"
