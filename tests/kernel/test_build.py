@@ -126,10 +126,13 @@ def test_every_shipped_version_applies_to_its_source_without_fuzz(manifest, lab_
     cfg = dataclasses.replace(lab_cfg, series=manifest.parent)
     series = pipeline.series_of(cfg)
     base = pipeline.resolve_variants(cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
+    rels = ["fs/fuse/file.c", "include/uapi/linux/fuse.h"]
+    without = kernel.files_after([series.baseline], base.source.path, rels, tmp_path / "base",
+                                 strict=True)
     for version in series.versions:
-        files = kernel.files_after([series.baseline, version.patch], base.source.path,
-                                   ["fs/fuse/file.c"], tmp_path / version.name, strict=True)
-        assert "inode_lock_shared" in files["fs/fuse/file.c"], version.name
+        files = kernel.files_after([series.baseline, version.patch], base.source.path, rels,
+                                   tmp_path / version.name, strict=True)
+        assert files["fs/fuse/file.c"] != without["fs/fuse/file.c"], version.name
     assert _pristine(base.source)
 
 
