@@ -38,6 +38,8 @@ def test_fsx_case_passes(lab_guest):
     print(f"{lab_guest.variant}: {ops} ops in {seconds:.1f}s, {ops / seconds:.0f} ops/s")
 
 
+@pytest.mark.build
+@pytest.mark.timeout(2400)  # another lab's build may hold the source first, for minutes
 def test_fsx_case_fails_on_a_corrupting_kernel(lab_config, lab_image, lab_accel, lab_logs,
                                                lab_ui):
     series = pipeline.series_of(lab_config)
