@@ -24,6 +24,7 @@ script stuck in the kernel cannot take the SSH channel down with it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import math
 import os
@@ -120,34 +121,37 @@ def run_in_guest(guest: Guest, script: Script, env: Mapping[str, str], limit_s: 
     remote = f"{REMOTE_DIR}/{script.name}"
     guest.run(f"rm -rf {_q(rdir)} && mkdir -p {_q(rdir)}/work {_q(REMOTE_DIR)}", check=True)
     guest.put(script.path, remote)
-    guest.run(["chmod", "755", remote], check=True)
     # The inner sh leads a new session, so the script and everything it
     # starts can be killed as one group; it writes the status when done.
     wrapper = ('echo $$ > "$1/pid"; "$0" > "$1/stdout" 2> "$1/stderr" < /dev/null; '
                'echo $? > "$1/status.tmp" && mv "$1/status.tmp" "$1/status"')
     assignments = " ".join(f"{k}={_q(v)}" for k, v in env.items())
     start = time.monotonic()
-    guest.run(f"cd {_q(rdir)}/work && env {assignments} setsid sh -c {_q(wrapper)} "
+    guest.run(f"chmod 755 {_q(remote)} && cd {_q(rdir)}/work && "
+              f"env {assignments} setsid sh -c {_q(wrapper)} "
               f"{_q(remote)} {_q(rdir)} > /dev/null 2>&1 < /dev/null &", check=True)
     wait = (f"end=$(( $(date +%s) + {math.ceil(limit_s)} )); "
             f"while [ ! -e {_q(rdir)}/status ]; do "
             "[ $(date +%s) -ge $end ] && exit 3; sleep 0.2; done")
     waited = guest.run(wait, timeout=limit_s + 60, scale=False)
     duration = time.monotonic() - start
-    blocked = ""
-    status: int | None = None
-    if waited.exit_status == 3:
-        blocked = blocked_tasks(guest)
-    else:
-        text = guest.run(["cat", f"{rdir}/status"], check=True).stdout.strip()
-        status = int(text) if text.lstrip("-").isdigit() else -1
-    # Whatever the script left running in its session goes too.
-    guest.run(f"[ -s {_q(rdir)}/pid ] && kill -KILL -- -$(cat {_q(rdir)}/pid) 2>/dev/null; true")
-    size = int(guest.run(["stat", "-c", "%s", f"{rdir}/stdout"], check=True).stdout.strip())
-    stdout = guest.run(["head", "-c", str(STDOUT_LIMIT), f"{rdir}/stdout"], check=True).stdout
-    stderr = guest.run(["tail", "-c", str(STDERR_LIMIT), f"{rdir}/stderr"], check=True).stdout
-    return ScriptRun(status, stdout, stderr, duration, limit_s, blocked,
-                     size > STDOUT_LIMIT)
+    blocked = blocked_tasks(guest) if waited.exit_status == 3 else ""
+    # Whatever is left of the script's session (all of it, after a timeout)
+    # goes; then the status and both outputs in one round trip (base64: the
+    # output may be anything).
+    after = guest.run(
+        f"cd {_q(rdir)} && {{ kill -KILL -- -$(cat pid) 2>/dev/null; "
+        "cat status 2>/dev/null || echo none; stat -c %s stdout; "
+        f"head -c {STDOUT_LIMIT} stdout | base64 -w0; echo; "
+        f"tail -c {STDERR_LIMIT} stderr | base64 -w0; echo; }}", check=True)
+    status_text, size, out64, err64 = (after.stdout.split("\n") + ["", "", "", ""])[:4]
+    status = None if status_text.strip() == "none" else int(status_text)
+    return ScriptRun(status, _decode(out64), _decode(err64), duration, limit_s, blocked,
+                     int(size) > STDOUT_LIMIT)
+
+
+def _decode(b64: str) -> str:
+    return base64.b64decode(b64.strip()).decode(errors="replace")
 
 
 def blocked_tasks(guest: Guest) -> str:
