@@ -170,3 +170,12 @@ def test_descriptions_dashes_escapes_and_missing_names():
 def test_noise_before_the_version_line_and_a_skipped_plan():
     r = ktap.parse("+ set -x\nstarting\nKTAP version 1\n1..0 # SKIP no FUSE here\n")
     assert r.parsed and r.plan == 0 and r.tests == () and r.ok
+
+
+def test_the_example_script_as_captured_from_a_patched_guest(data_dir):
+    r = ktap.parse((data_dir / "ktap" / "fuse-ktap.patched.out").read_text())
+    assert r.ok and r.format == "KTAP 1" and r.plan == 5
+    assert r.tests[0].diagnostics[0].startswith("variant patched (6.1.192-lab-")
+    assert [t.name for t in r.tests] == ["write-direct", "read-back",
+                                         "parallel-disjoint-writes", "backing-store",
+                                         "fallocate"]
