@@ -35,6 +35,9 @@ class VmConfig:
     memory_mib: Annotated[StrictInt, Field(ge=256, le=1 << 20)] = 1024
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     boot_timeout_s: Seconds = 60.0  # before the accelerator's scale factor
+    # QEMU machine type (lab/machine.py): pc, or microvm (no PCI, no legacy
+    # devices; KVM only).
+    machine: Literal["pc", "microvm"] = "pc"
 
     def validate(self, where: str) -> None:
         _check(type(self), self, where)

@@ -105,6 +105,7 @@ class Guest:
         )
         try:
             self._conn = retrying(attempt)
+            self.machine.mark_ssh_ready()  # the boot's last phase (BootTimes.ssh_s)
         except paramiko.BadHostKeyException as exc:
             raise GuestError(f"{self.machine.spec.name}: guest host key does not match the "
                              "image's pinned key; refusing to connect") from exc

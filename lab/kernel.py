@@ -89,6 +89,13 @@ class KernelBuild:
     applied: tuple[dict, ...] = ()
     # Cover letters (patch 0/N) of the mboxes applied, for the report.
     cover_letters: tuple[dict, ...] = ()
+    # The uncompressed kernel of the same build: QEMU enters it directly
+    # (PVH), skipping the bzImage's decompression (seconds under TCG).
+    vmlinux: Path | None = None
+
+    @property
+    def boot_image(self) -> Path:
+        return self.vmlinux or self.bzimage
 
     @property
     def fuzz(self) -> list[str]:
@@ -252,6 +259,7 @@ def build(
     art = cache_root / "kernels" / key
     meta_path = art / "meta.json"
     if meta_path.is_file():
+        _add_vmlinux(art)
         return _checked(variant, _from_meta(variant, art, cached=True))
     require_tools(BUILD_TOOLS)
     log_path = log_dir / f"build-{variant.build_name}.log"
@@ -295,6 +303,7 @@ def build(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         shutil.copy2(bdir / "arch/x86/boot/bzImage", staging / "bzImage")
+        shutil.copy2(bdir / "vmlinux", staging / "vmlinux")
         shutil.copy2(bdir / ".config", staging / "config")
         shutil.copy2(log_path, staging / "build.log")
         seconds = time.monotonic() - start
@@ -326,6 +335,31 @@ def _checked(variant: Variant, build: KernelBuild) -> KernelBuild:
     return build
 
 
+def _add_vmlinux(art: Path) -> None:
+    """Give a build cached before vmlinux was kept its vmlinux, from its build
+    folder, if that folder still holds exactly this build (its `.lab-ok`
+    names the key; a build in progress has moved the folder away)."""
+    if (art / "vmlinux").is_file():
+        return
+    bdir = Path(json.loads((art / "meta.json").read_text()).get("build_dir", ""))
+    mark = bdir / ".lab-ok"
+
+    def same() -> bool:
+        return mark.is_file() and mark.read_text().strip() == art.name
+
+    if not same() or not (bdir / "vmlinux").is_file():
+        return
+    tmp = art / f".vmlinux.{os.getpid()}"
+    try:
+        shutil.copy2(bdir / "vmlinux", tmp)
+        if same():  # nothing rebuilt the folder while we copied
+            os.replace(tmp, art / "vmlinux")
+    except OSError:
+        pass  # a read-only cache: boot the bzImage
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _from_meta(variant: Variant, art: Path, *, cached: bool) -> KernelBuild:
     meta = json.loads((art / "meta.json").read_text())
     return KernelBuild(
@@ -343,6 +377,7 @@ def _from_meta(variant: Variant, art: Path, *, cached: bool) -> KernelBuild:
         source=meta.get("source", variant.source.description),
         applied=tuple(meta.get("applied", ())),
         cover_letters=tuple(meta.get("cover_letters", ())),
+        vmlinux=art / "vmlinux" if (art / "vmlinux").is_file() else None,
     )
 
 

@@ -94,11 +94,12 @@ def accelerator(cfg: LabConfig, kernel_image: Path, log_dir: Path, ui: Ui) -> Ac
 def machine_spec(cfg: LabConfig, build: KernelBuild, img: Image, name: str = "") -> MachineSpec:
     return MachineSpec(
         name=name or build.variant,
-        kernel=build.bzimage,
+        kernel=build.boot_image,
         rootfs=img.rootfs,
         vcpus=cfg.vm.vcpus,
         memory_mib=cfg.vm.memory_mib,
         debug_kernel=build.debug,
+        machine_type=cfg.vm.machine,
     )
 
 
