@@ -189,7 +189,11 @@ def judge(script: Script, run: ScriptRun) -> Observation:
             else "; no task blocked in the kernel")
     else:
         head = f"exit {run.exit_status}"
-    observed = f"{head}; {report.summary()}"
+    # What decided the verdict comes first (the matrix shows the first part).
+    if run.timed_out or not report.parsed or (run.exit_status != 0 and report.ok):
+        observed = f"{head}; {report.summary()}"
+    else:
+        observed = f"{report.summary()}; {head}"
     if run.stdout_truncated:
         observed += f"; stdout cut at {STDOUT_LIMIT} bytes"
     if run.cleanup:

@@ -75,7 +75,7 @@ def test_output_that_is_not_ktap_is_judged_by_exit_status(fleet, builds):
 def test_a_failing_ktap_script_names_the_failed_subtest(fleet, builds):
     r = run_script(fleet, builds, "failing-ktap.sh").result
     assert not r.passed
-    assert r.observed == ("exit 1; KTAP 1: 2 ok, 1 skipped, 1 not ok (io/write); "
+    assert r.observed == ("KTAP 1: 2 ok, 1 skipped, 1 not ok (io/write); exit 1; "
                           "stderr: write: short write at 4096")
     assert r.details["subtests"] == [
         {"name": "io", "ok": False, "directive": ""},

@@ -46,7 +46,7 @@ def test_a_passing_ktap_script(tmp_path):
     s = scripts.Script(tmp_path / "io.sh")
     obs = scripts.judge(s, run(0, KTAP_OK))
     assert obs.passed
-    assert obs.observed == "exit 0; KTAP 1: 1 ok, 1 skipped"
+    assert obs.observed == "KTAP 1: 1 ok, 1 skipped; exit 0"
     assert obs.expected == "exit 0 within 40s; every KTAP/TAP test ok"
     assert obs.details["subtests"] == [
         {"name": "write", "ok": True, "directive": ""},
@@ -62,8 +62,11 @@ def test_exit_status_and_ktap_must_both_say_pass(tmp_path):
     assert not scripts.judge(s, run(0, failing_ktap)).passed
     assert not scripts.judge(s, run(0, KTAP_OK.replace("1..2", "1..3"))).passed
     obs = scripts.judge(s, run(1, KTAP_OK, "verify: mismatch at 4096\n"))
-    assert not obs.passed
-    assert obs.observed.endswith("stderr: verify: mismatch at 4096")
+    assert not obs.passed  # every KTAP test ok, but the exit status says no
+    assert obs.observed == ("exit 1; KTAP 1: 1 ok, 1 skipped; "
+                            "stderr: verify: mismatch at 4096")
+    obs = scripts.judge(s, run(1, failing_ktap))
+    assert obs.observed == "KTAP 1: 0 ok, 1 skipped, 1 not ok (write); exit 1"
 
 
 def test_output_that_is_not_ktap_leaves_the_verdict_to_the_exit_status(tmp_path):
