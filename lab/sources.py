@@ -153,9 +153,8 @@ def _clone_for(repo: Path, cache_root: Path, log_dir: Path) -> tuple[Path, str]:
         staging = dest.with_name(dest.name + ".partial")
         proc.run(["rm", "-rf", "--one-file-system", staging], timeout=900, error=BuildError)
         staging.parent.mkdir(parents=True, exist_ok=True)
-        proc.run(["git", "clone", "--quiet", "--shared", "--no-checkout", "--", repo, staging],
-                 timeout=gittree.GIT_TIMEOUT_S, log_path=log_dir / "git.log", error=BuildError,
-                 what="git clone")
+        gittree.git(staging.parent, "clone", "--quiet", "--shared", "--no-checkout", "--", repo,
+                    staging, log_path=log_dir / "git.log")
         cache.publish_dir(staging, dest)
     return dest, f"git-{name}"
 
