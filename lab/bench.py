@@ -18,13 +18,15 @@ from pathlib import Path
 from lab import jobfile, proc
 from lab.config import BenchConfig
 from lab.errors import ConfigError, GuestError, ToolMissing
-from lab.fio import MIB, FioJob, FioResult, parse_fio_json
+from lab.fio import MIB, FioJob, parse_fio_json
 from lab.guest import Guest
+from lab.guestdata import parse_server_stats
 from lab.results import BenchSample
-from lab.workloads import REMOTE, FuseMount, ServerOptions, run_fio
+from lab.workloads import REMOTE, FuseMount, ServerOptions, fio_script
 
 MOUNT_NAME = "bench"
 MOUNT = f"/mnt/{MOUNT_NAME}"  # where FuseMount(name=MOUNT_NAME) mounts labfs
+RUN_FOLDER = f"{MOUNT}/runN"  # each run's folder on it, as the report names it
 JOB_FILE_TIMEOUT_S = 600  # a user's file sets its own runtime; KVM-scale
 
 
@@ -130,13 +132,14 @@ def job_file_notes(cfg: BenchConfig) -> tuple[str, ...]:
     if not cfg.job_file:
         return ()
     job = load_job_file(cfg)
-    moved = jobfile.redirect(job, MOUNT)
+    moved = jobfile.redirect(job, RUN_FOLDER)
     _, numjobs = jobfile.with_numjobs(job, 1)
     widths = {mode: ", ".join(map(str, cfg.jobs_for(mode))) for mode in cfg.modes}
     notes = [f"job file {cfg.job_file} (rows named {workloads(cfg)[0]!r}) ran on the FUSE "
-             f"mount {MOUNT}, with fio's working directory there"]
+             f"mount {MOUNT}, each fio run in a folder of its own there ({RUN_FOLDER}, "
+             "fio's working directory)"]
     if moved.changes:
-        notes.append("paths moved onto the mount: "
+        notes.append("paths moved into that folder: "
                      + "; ".join(c.describe() for c in moved.changes))
     set_by_file = [c.describe() for c in numjobs if c.old is not None]
     notes.append("numjobs set per row by the sweep ("
@@ -145,58 +148,129 @@ def job_file_notes(cfg: BenchConfig) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def run_job_file(guest: Guest, job: jobfile.JobFile, numjobs: int, mount: str,
-                 timeout: float = JOB_FILE_TIMEOUT_S) -> FioResult:
-    """The user's job, redirected onto `mount` and swept to `numjobs`, run in the guest."""
-    point = jobfile.for_point(job, mount, numjobs)
-    header = (f"kernel-lab: {job.source} at numjobs={numjobs}, run on {mount}",
+def job_file_script(job: jobfile.JobFile, numjobs: int, folder: str,
+                    output: str) -> str:
+    """Shell lines that write the user's job, redirected into `folder` and swept
+    to `numjobs`, and run fio on it there (JSON to `output`)."""
+    point = jobfile.for_point(job, folder, numjobs)
+    header = (f"kernel-lab: {job.source} at numjobs={numjobs}, run in {folder}",
               *(c.describe() for c in point.changes))
-    with tempfile.TemporaryDirectory(prefix="kernel-lab-jobfile-") as tmp:
-        copy = Path(tmp) / "user.fio"
-        copy.write_text(point.job.render(header))
-        guest.put(copy, f"{REMOTE}/user.fio")
+    path = f"{REMOTE}/user.fio"
+    lines = [f"printf '%s' {shlex.quote(point.job.render(header))} > {path}"]
     if point.folders:
-        guest.run(["mkdir", "-p", *point.folders], check=True)
-    result = guest.run(f"cd {shlex.quote(mount)} && fio --output-format=json {REMOTE}/user.fio",
-                       timeout=timeout)
-    if not result.ok:
-        raise GuestError(f"fio failed on {job.source} at numjobs={numjobs}",
-                         excerpt=result.tail())
-    return parse_fio_json(result.stdout)
+        lines.append(shlex.join(["mkdir", "-p", *point.folders]))
+    lines.append(f"cd {shlex.quote(folder)}")
+    lines.append(shlex.join(["fio", "--output-format=json", f"--output={output}", path]))
+    return " && ".join(lines)
 
 
 # --- running points ---------------------------------------------------------------
 
 
+class MountPool:
+    """labfs mounts kept across fio runs: one per guest while consecutive runs
+    ask for the same server options (the plan runs a mode's points in a row).
+
+    Mounting, unmounting and reading the counters cost about ten SSH
+    commands per run under TCG. Kept, each run works in a folder of its own
+    and reads its counters from a snapshot of the server (SIGUSR1) taken in
+    the same SSH command as fio, keeping only that folder's files: the
+    server counts per path, so runs never see each other's counters.
+    """
+
+    def __init__(self) -> None:
+        self._mounts: dict[int, FuseMount] = {}
+        self._runs = 0
+
+    def __enter__(self) -> MountPool:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        # After a failure the guest may be stuck on a mount: leave it to the
+        # VM's teardown, as FuseMount does.
+        if exc_type is None:
+            self.close()
+
+    def mount(self, guest: Guest, options: ServerOptions) -> FuseMount:
+        have = self._mounts.get(id(guest))
+        if have is not None and have.options == options:
+            return have
+        if have is not None:
+            have.unmount()
+        mount = FuseMount(guest, options, name=MOUNT_NAME).__enter__()
+        self._mounts[id(guest)] = mount
+        return mount
+
+    def folder(self) -> str:
+        """A fresh folder name (relative to the mount) for the next run."""
+        self._runs += 1
+        return f"run{self._runs}"
+
+    def close(self) -> None:
+        while self._mounts:
+            _, mount = self._mounts.popitem()
+            mount.unmount()
+
+
+STATS_MARK = "--- kernel-lab: labfs counters ---"
+
+
+def _snapshot_lines(mount: FuseMount) -> list[str]:
+    """Shell lines that print the server's counters now (SIGUSR1; labfs
+    rewrites its stats file, atomically)."""
+    stats = shlex.quote(mount.stats_path)
+    return [f"rm -f {stats}", f"read -r pid < {shlex.quote(mount.pidfile)}", 'kill -USR1 "$pid"',
+            f"i=0; while [ ! -s {stats} ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i + 1)); done",
+            f"cat {stats}"]
+
+
 def run_point(guest: Guest, cfg: BenchConfig, point: Point,
-              job: jobfile.JobFile | None = None) -> BenchSample:
+              job: jobfile.JobFile | None = None, pool: MountPool | None = None) -> BenchSample:
+    """One fio run in a folder of its own on a (kept) labfs mount: one SSH command
+    creates the folder, writes the job, runs fio, snapshots the counters and
+    removes the folder."""
+    if pool is None:
+        with MountPool() as own:
+            return run_point(guest, cfg, point, job, own)
     options = server_options(cfg, point.mode)
-    with FuseMount(guest, options, name=MOUNT_NAME) as mount:
-        if job is not None:
-            result = run_job_file(guest, job, point.numjobs, mount.path)
-        else:
-            spec = FioJob(
-                workload=point.workload,
-                numjobs=point.numjobs,
-                directory=mount.path,
-                size_per_job=cfg.size_mib * MIB,
-                runtime_s=cfg.runtime_s,
-            )
-            result = run_fio(guest, spec, timeout=cfg.runtime_s * 10 + 120)
-    assert mount.stats is not None  # read at unmount
-    if job is None and spec.shared:
-        # Only the shared file: fio's own files (none here) must not count.
-        files = [mount.file_stats(str(spec.shared_file.name))]
+    mount = pool.mount(guest, options)
+    name = pool.folder()
+    folder = f"{mount.path}/{name}"
+    output = f"/run/lab-fio-{MOUNT_NAME}.json"
+    if job is not None:
+        run = job_file_script(job, point.numjobs, folder, output)
+        timeout = JOB_FILE_TIMEOUT_S
+        spec = None
     else:
-        files = list(mount.stats.files.values())
+        spec = FioJob(workload=point.workload, numjobs=point.numjobs, directory=folder,
+                      size_per_job=cfg.size_mib * MIB, runtime_s=cfg.runtime_s)
+        run = fio_script(spec, f"{REMOTE}/job.fio", output)
+        timeout = cfg.runtime_s * 10 + 120
+    script = "\n".join([
+        f"mkdir -p {shlex.quote(folder)} || exit 1",
+        f"( {run} ) || {{ rc=$?; cat {output} 2>/dev/null; exit $rc; }}",
+        f"cat {output}", f"echo {shlex.quote(STATS_MARK)}", *_snapshot_lines(mount),
+        f"cd / && rm -rf {shlex.quote(folder)} || true"])
+    result = guest.run(script, timeout=timeout)
+    fio_json, _, stats_json = result.stdout.partition(f"{STATS_MARK}\n")
+    if not result.ok or not stats_json:
+        what = job.source if job is not None else f"{point.workload}, {point.numjobs} jobs"
+        raise GuestError(f"fio failed ({what})", excerpt=result.tail())
+    fio = parse_fio_json(fio_json)
+    stats = parse_server_stats(stats_json)
+    if spec is not None and spec.shared:
+        # Only the shared file: fio's own files (none here) must not count.
+        files = [stats.file(f"{name}/{spec.shared_file.name}")]
+    else:
+        files = [c for path, c in stats.files.items() if path.startswith(f"{name}/")]
     return BenchSample(
         variant=point.variant,
         workload=point.workload,
         mode=point.mode,
         numjobs=point.numjobs,
         repeat=point.repeat,
-        bw_bytes=result.bw_bytes,
-        iops=result.iops,
+        bw_bytes=fio.bw_bytes,
+        iops=fio.iops,
         max_inflight=max((f.max_inflight for f in files), default=0),
         extending_writes=sum(f.extending_writes for f in files),
         write_delay_us=options.delay_write_us,
@@ -211,9 +285,10 @@ def run_plan(
 ) -> list[BenchSample]:
     job = load_job_file(cfg) if cfg.job_file else None
     samples = []
-    for i, point in enumerate(points):
-        sample = run_point(guests[point.variant], cfg, point, job)
-        samples.append(sample)
-        if on_sample:
-            on_sample(i, point, sample)
+    with MountPool() as pool:
+        for i, point in enumerate(points):
+            sample = run_point(guests[point.variant], cfg, point, job, pool)
+            samples.append(sample)
+            if on_sample:
+                on_sample(i, point, sample)
     return samples

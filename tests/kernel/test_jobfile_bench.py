@@ -34,6 +34,6 @@ def test_the_ssf_job_file_runs_on_the_fuse_mount_one_row_per_numjobs(tmp_path):
     assert all(s["max_inflight"] >= 1 for s in samples)
     assert {s["max_inflight"] for s in samples if s["variant"] == "baseline"} == {1}
     notes = " ".join(results["notes"])
-    assert "[global] directory=/tmp/dest -> /mnt/bench/tmp/dest" in notes
+    assert "[global] directory=/tmp/dest -> /mnt/bench/runN/tmp/dest" in notes
     assert "numjobs set per row by the sweep" in notes
     assert (out / "reproduce.sh").is_file()

@@ -134,7 +134,7 @@ def test_default_experiment_covers_the_cover_letters_range():
 def test_notes_say_what_was_changed():
     cfg = BenchConfig(job_file=str(SSF), jobs=(1, 2), modes=("latency",))
     notes = bench.job_file_notes(cfg)
-    assert any("[global] directory=/tmp/dest -> /mnt/bench/tmp/dest" in n for n in notes)
+    assert any("[global] directory=/tmp/dest -> /mnt/bench/runN/tmp/dest" in n for n in notes)
     assert any("numjobs set per row by the sweep (latency: 1, 2)" in n for n in notes)
 
 
