@@ -58,7 +58,7 @@ def build_variants(
 ) -> list[KernelBuild]:
     builds = []
     for v in vs:
-        with ui.step(f"kernel {v.build_name}") as step:
+        with ui.step(f"kernel {v.build_name}", phase="build") as step:
             b = kernel.build(v, cfg.cache_root, log_dir, progress=step.update)
             step.done("cached" if b.cached else f"built in {b.seconds:.0f}s",
                       detail=f"{b.release} {b.bzimage}")
@@ -67,7 +67,7 @@ def build_variants(
 
 
 def image(cfg: LabConfig, log_dir: Path, ui: Ui) -> Image:
-    with ui.step("root image") as step:
+    with ui.step("root image", phase="image") as step:
         img = build_image(cfg.image_recipe, cfg.cache_root, log_dir, progress=step.update)
         step.done("cached" if img.cached else f"built in {img.seconds:.0f}s")
     return img
@@ -134,7 +134,8 @@ class Prepared:
 
 def prepare(cfg: LabConfig, req: VariantRequest, out: Path, ui: Ui) -> Prepared:
     """Build every variant and the image, pick the accelerator."""
-    vs = resolve_variants(cfg, req, out)
+    with ui.phase("build"):  # resolving checks the patches (it may wait for the source)
+        vs = resolve_variants(cfg, req, out)
     return prepare_variants(cfg, vs, out, ui)
 
 
@@ -160,10 +161,16 @@ def deployed(cfg: LabConfig, p: Prepared, name: str, out: Path, ui: Ui
     """One variant booted, with our guest programs deployed."""
     with contextlib.ExitStack() as stack:
         with ui.step(f"boot {name}") as step:
-            vm, guest = stack.enter_context(
-                booted(cfg, p.builds[name], p.image, p.accel, out))
-            workloads.deploy(guest, cfg.cache_root)
-            step.done(f"up in {vm.boot_seconds:.1f}s", detail=p.builds[name].release)
+            with ui.phase("boot"):
+                vm, guest = stack.enter_context(
+                    booted(cfg, p.builds[name], p.image, p.accel, out))
+            with ui.phase("deploy"):
+                workloads.deploy(guest, cfg.cache_root)
+            times = vm.boot_times
+            if times is not None:
+                ui.phases.boots.append({"variant": name, **times.to_dict()})
+            step.done(f"up in {vm.boot_seconds:.1f}s", detail=f"{p.builds[name].release}; "
+                      + (times.describe() if times else ""))
         yield vm, guest
 
 

@@ -175,6 +175,8 @@ class RunResults:
     samples: tuple[BenchSample, ...] = ()
     checks: tuple[CheckResult, ...] = ()
     notes: tuple[str, ...] = ()
+    # Where the run's time went (lab.ui.PhaseTimer.to_dict); per shard once merged.
+    timings: dict[str, Any] = field(default_factory=dict)
 
     def has_parallel_writes(self, variant: str) -> bool | None:
         """Whether the variant's kernel claims the feature; None if unknown."""
@@ -194,6 +196,7 @@ class RunResults:
             "samples": [s.to_dict() for s in self.samples],
             "checks": [c.to_dict() for c in self.checks],
             "notes": list(self.notes),
+            "timings": self.timings,
         }
 
     @classmethod
@@ -215,6 +218,7 @@ class RunResults:
             samples=tuple(BenchSample.from_dict(s) for s in data.get("samples") or ()),
             checks=tuple(CheckResult.from_dict(c) for c in data.get("checks") or ()),
             notes=tuple(str(n) for n in data.get("notes") or ()),
+            timings=dict(data.get("timings") or {}),
         )
 
     def save(self, path: Path) -> Path:
@@ -300,4 +304,6 @@ def merge(results_list: Sequence[RunResults]) -> RunResults:
         samples=tuple(samples.values()),
         checks=tuple(checks.values()),
         notes=tuple(dict.fromkeys(notes)),
+        timings=dict(first.timings) if len(results_list) == 1 else
+        {"shards": {r.run_id: r.timings for r in results_list if r.timings}},
     )

@@ -91,7 +91,8 @@ def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list
             with pipeline.deployed(cfg, p, variant, out, ui) as (_vm, guest):
                 while pending:
                     case = pending.pop(0)
-                    with ui.step(f"{variant}: {case.number:2d} {case.name}") as step:
+                    with ui.step(f"{variant}: {case.number:2d} {case.name}",
+                                 phase="cases") as step:
                         run = checks.run_case(case, guest, variant, features, repeat)
                         step.done("pass" if run.result.passed else "FAIL",
                                   detail=run.result.observed)
@@ -143,8 +144,9 @@ def test_job(cfg: LabConfig, req: pipeline.VariantRequest, out: Path, ui: Ui, *,
     found = run_checks(cfg, p, items, out, ui, repeat, on_result=_incremental(out, p),
                        fresh=fresh)
     results = _results(out.name, p, checks=tuple(found))
-    report.write_report(results, out, *compared_pair(results))
-    return results
+    with ui.phase("report"):
+        report.write_report(results, out, *compared_pair(results))
+    return _with_timings(results, out, ui)
 
 
 # --- the benchmark and the main job --------------------------------------------------
@@ -157,7 +159,7 @@ def bench_points(cfg: BenchConfig, names: Sequence[str], shard: Shard | None) ->
 def run_bench(cfg: LabConfig, p: pipeline.Prepared, points: Sequence[bench.Point],
               vms: dict[str, tuple[Machine, Guest]], ui: Ui) -> list:
     guests = {name: guest for name, (_vm, guest) in vms.items()}
-    with ui.step(f"benchmark: {len(points)} fio runs") as step:
+    with ui.step(f"benchmark: {len(points)} fio runs", phase="fio") as step:
         def progress(i: int, pt: bench.Point, s) -> None:
             step.update(f"{i + 1}/{len(points)} {pt.mode} {pt.workload} {pt.numjobs} jobs "
                         f"{pt.variant}: {s.bw_bytes / 2**20:.0f} MiB/s")
@@ -190,8 +192,18 @@ def main_job(cfg: LabConfig, out: Path, ui: Ui, *, req: pipeline.VariantRequest,
     results = dataclasses.replace(
         results, inputs={**results.inputs, "bench": dataclasses.asdict(cfg.bench)})
     base, new = compared_pair(results)
-    paths = report.write_report(results, out, base=base, new=new)
+    with ui.phase("report"):
+        paths = report.write_report(results, out, base=base, new=new)
     ui.note(f"report: {paths['markdown']}")
+    return _with_timings(results, out, ui)
+
+
+def _with_timings(results: RunResults, out: Path, ui: Ui) -> RunResults:
+    """The run's phase times into results.json (written again, the report
+    being one of the phases), and on the terminal."""
+    results = dataclasses.replace(results, timings=ui.phases.to_dict())
+    results.save(out / "results.json")
+    ui.note(ui.phases.summary())
     return results
 
 
