@@ -391,6 +391,20 @@ def cmd_bisect(args: argparse.Namespace, ui: Ui) -> int:
     return 0 if result.first else 1
 
 
+def cmd_selftime(args: argparse.Namespace, ui: Ui) -> int:
+    from lab import selftime
+
+    req = selftime.request_from(args)  # bad options: exit 2 before anything starts
+    cfg = _cfg(args)
+    if args.machine:
+        cfg = replace(cfg, vm=replace(cfg.vm, machine=args.machine))
+    out = _results_dir(cfg, args, "selftime-")
+    report = selftime.run(cfg, req, out, ui)
+    print(selftime.render(report))
+    ui.note(f"figures: {out / 'selftime.json'} and selftime.txt")
+    return 0
+
+
 # --- entry point ----------------------------------------------------------------
 
 
@@ -522,6 +536,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_variants(p)
     fsx_job.add_arguments(p)
     p.set_defaults(func=cmd_fsx)
+
+    p = sub.add_parser("selftime", help="measure the lab's own loop here: boot to SSH, a "
+                       "case, a fio run's overhead, a warm lab test --patch")
+    _add_common(p)
+    p.add_argument("--repeat", type=positive_int, default=3, help="runs per figure (3)")
+    p.add_argument("--only", action="append", metavar="FIGURES",
+                   help="some of boot,case,fio,patch (default all)")
+    p.add_argument("--variant", dest="selftime_variant", default="baseline", metavar="NAME",
+                   help="the cached kernel to boot (default baseline)")
+    p.add_argument("--case", default="parallel-nonextending", help="the case to time")
+    p.add_argument("--machine", choices=["pc", "microvm"], help="QEMU machine type")
+    p.set_defaults(func=cmd_selftime)
 
     return parser
 
