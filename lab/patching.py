@@ -160,8 +160,8 @@ def apply_pieces(tree: Path, pieces: Sequence[Piece], log_path: Path, *, strict:
     """Apply `pieces` in order to the git working tree `tree` (not all-or-
     nothing here: the caller restores the tree with git on any error)."""
     applied = []
-    scratch.mkdir(parents=True, exist_ok=True)
     for piece in pieces:
+        scratch.mkdir(parents=True, exist_ok=True)
         patch_file = scratch / f"piece-{len(applied) + 1}.diff"
         patch_file.write_text(piece.diff)
         ladder = FUZZ_LADDER[:1] if strict else FUZZ_LADDER
