@@ -216,19 +216,18 @@ STATS_MARK = "--- kernel-lab: labfs counters ---"
 
 
 def _snapshot_lines(mount: FuseMount) -> list[str]:
-    """Shell lines that print the server's counters now (SIGUSR1; labfs
-    rewrites its stats file, atomically)."""
+    """Shell lines that make the server rewrite its counters now (SIGUSR1: a
+    new file renamed over the old one) and wait until it has. Builtins only:
+    under TCG each program started costs tens of milliseconds."""
     stats = shlex.quote(mount.stats_path)
-    return [f"rm -f {stats}", f"read -r pid < {shlex.quote(mount.pidfile)}", 'kill -USR1 "$pid"',
-            f"i=0; while [ ! -s {stats} ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i + 1)); done",
-            f"cat {stats}"]
+    return [f": > {stats}", f"read -r pid < {shlex.quote(mount.pidfile)}", 'kill -USR1 "$pid"',
+            f"i=0; while [ ! -s {stats} ] && [ $i -lt 100000 ]; do i=$((i + 1)); done"]
 
 
 def run_point(guest: Guest, cfg: BenchConfig, point: Point,
               job: jobfile.JobFile | None = None, pool: MountPool | None = None) -> BenchSample:
     """One fio run in a folder of its own on a (kept) labfs mount: one SSH command
-    creates the folder, writes the job, runs fio, snapshots the counters and
-    removes the folder."""
+    creates the folder, writes the job, runs fio and snapshots the counters."""
     if pool is None:
         with MountPool() as own:
             return run_point(guest, cfg, point, job, own)
@@ -246,11 +245,15 @@ def run_point(guest: Guest, cfg: BenchConfig, point: Point,
                       size_per_job=cfg.size_mib * MIB, runtime_s=cfg.runtime_s)
         run = fio_script(spec, f"{REMOTE}/job.fio", output)
         timeout = cfg.runtime_s * 10 + 120
+    mark = "/run/lab-stats-mark"
+    # The run's files stay: labfs discards the data (null writes), and the
+    # next run works in a new folder.
     script = "\n".join([
         f"mkdir -p {shlex.quote(folder)} || exit 1",
         f"( {run} ) || {{ rc=$?; cat {output} 2>/dev/null; exit $rc; }}",
-        f"cat {output}", f"echo {shlex.quote(STATS_MARK)}", *_snapshot_lines(mount),
-        f"cd / && rm -rf {shlex.quote(folder)} || true"])
+        *_snapshot_lines(mount),
+        f"echo {shlex.quote(STATS_MARK)} > {mark}",
+        f"cat {output} {mark} {shlex.quote(mount.stats_path)}"])
     result = guest.run(script, timeout=timeout)
     fio_json, _, stats_json = result.stdout.partition(f"{STATS_MARK}\n")
     if not result.ok or not stats_json:
