@@ -312,11 +312,11 @@ class Machine:
 
     def launch(self) -> None:
         if self.spec.machine_type == "microvm" and self.accel.name == "tcg":
-            # Seen with 6.1 and 6.12: no HPET or PM timer to calibrate the TSC
-            # against, and the boot hangs setting up its timer.
+            # No HPET or PM timer to calibrate the TSC against: 6.12 hangs
+            # setting up its timer, 6.1 keeps time with the 4 ms tick.
             raise ConfigError(f"{self.spec.name}: the microvm machine needs KVM; under TCG "
-                              "its kernel finds no clock to calibrate and hangs (use "
-                              "[vm] machine = \"pc\")")
+                              "its kernel finds no clock to calibrate the TSC against "
+                              "(use [vm] machine = \"pc\")")
         require_tools([QEMU, "qemu-img"])
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._dir = proc.private_dir(f"lab-{self.spec.name}-")
