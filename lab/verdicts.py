@@ -14,13 +14,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab import cache, checks, guest, guestdata, suite, workloads
+from lab import cache, checks, guest, guestdata, machine, suite, workloads
 from lab.config import LabConfig
 from lab.pipeline import Prepared
 from lab.results import CheckResult
 
 # Code whose change can change a verdict.
-_CODE = (suite, checks, workloads, guestdata, guest)
+_CODE = (suite, checks, workloads, guestdata, guest, machine)
 VERSION = "1"
 
 
@@ -30,6 +30,7 @@ def key(cfg: LabConfig, p: Prepared, variant: str, cases: Sequence[suite.Case],
     scripts = [Path(s).read_bytes() for s in cfg.tests.scripts if Path(s).is_file()]
     return cache.digest([
         VERSION, build.key, p.image.key, workloads.sources_key(p.image.key), p.accel.name,
+        json.dumps(dataclasses.asdict(cfg.vm), default=str),
         *(Path(m.__file__).read_bytes() for m in _CODE), *scripts,
         json.dumps([c.name for c in cases]), str(repeat), str(cfg.tests.script_timeout_s),
     ])
