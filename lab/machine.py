@@ -473,8 +473,7 @@ class Machine:
         trouble = console.find_trouble(self.console_text())
         # Only reports after which the kernel cannot be trusted to go on; the
         # rest (WARNING, lockdep, might-sleep...) fail the case via health().
-        fatal = [t for t in trouble if t.kind in ("panic", "oops", "gpf")
-                 or "Oops: " in t.excerpt or "Kernel panic" in t.excerpt]
+        fatal = [t for t in trouble if t.fatal]  # console.KINDS says which kinds are
         if fatal:
             raise KernelCrash(f"{self.spec.name}: kernel {fatal[0].kind} {what}",
                               excerpt=fatal[0].excerpt, log_path=self.console_log)
