@@ -25,24 +25,23 @@ EXIT_INTERRUPTED = 130
 INTERACTIVE_LIMIT_S = 24 * 3600.0  # an interactive `lab ssh` shell
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _number(parse, kind: str, accept, rule: str):
+    """An argparse type: `parse` the text, then `accept` the value or name the `rule`."""
+    def check(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {kind}: {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
+        return value
+    return check
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
+positive_int = _number(int, "number", lambda v: v >= 1, "at least 1")
+positive_float = _number(float, "number", lambda v: v > 0, "positive")
+fraction = _number(float, "number", lambda v: 0.0 < v <= 1.0, "in (0, 1]")
+non_negative_int = _number(int, "whole number", lambda v: v >= 0, "0 or more")
 
 
 class Terminated(BaseException):
@@ -328,26 +327,6 @@ def cmd_compare(args: argparse.Namespace, ui: Ui) -> int:
     print(summary)
     ui.note(f"comparison: {paths['markdown']} and {paths['html']}")
     return 0
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
 
 
 def cmd_mutate(args: argparse.Namespace, ui: Ui) -> int:

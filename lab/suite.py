@@ -584,12 +584,12 @@ CASES: tuple[Case, ...] = (
     Case(19, "efbig", "RLIMIT_FSIZE on both paths", case_efbig),
     Case(20, "attributes", "size and mtime seen by another process", case_attributes),
     Case(21, "lock-pairing", "shared, exclusive and truncate in turn", case_lock_pairing),
-    # Beyond the feature: a seeded randomized exerciser checked against a model
-    # (lab/fsx.py); 3 seeds x 4 s of operations, plus start-up, within budget.
     Case(22, "cached-open", "a page-cache open held during parallel direct writes",
          case_cached_open),
     Case(23, "odirect-server-errors", "server errors on extending O_DIRECT writes",
          case_odirect_server_errors),
+    # Beyond the feature: a seeded randomized exerciser checked against a model
+    # (lab/fsx.py); 3 seeds x 4 s of operations, plus start-up, within budget.
     Case(24, "fsx", "randomized concurrent operations checked against a model",
          _fsx_case, budget_s=45.0),
 )
