@@ -427,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="run the regression suite on variants")
     _add_common(p)
     _add_variants(p)
-    p.add_argument("-k", metavar="EXPR", help="cases whose name contains EXPR (a,b for several)")
+    p.add_argument("-k", metavar="EXPR",
+                   help="cases named EXPR exactly, else whose name contains EXPR "
+                        "(a,b for several)")
     p.add_argument("--repeat", type=positive_int, default=1,
                    help="run each case N times (flake check)")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
@@ -456,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             _add_scripts(p)
             p.add_argument("-k", metavar="EXPR",
-                           help="run only the suite's cases whose name contains EXPR")
+                           help="run only the suite's cases named EXPR, else whose "
+                                "name contains it")
         p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="merge shard results into one report")

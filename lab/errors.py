@@ -50,6 +50,11 @@ class BootError(LabError):
     """The guest did not come up, or QEMU died."""
 
 
+class QemuCrashed(BootError):
+    """QEMU itself died of a signal nobody sent (a TCG segfault, say) while the
+    kernel printed no report: the host's failure, worth one more boot."""
+
+
 class GuestError(LabError):
     """The guest misbehaved after boot: SSH failure, a crash during a command."""
 

@@ -21,7 +21,7 @@ import tenacity
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
-from lab import console
+from lab import console, proc
 from lab.errors import GuestError, GuestTimeout, KernelHang, LabError
 from lab.image import Image
 from lab.machine import Machine
@@ -247,6 +247,9 @@ class Guest:
                 res = future.result(timeout=WATCH_INTERVAL_S)
                 break
             except concurrent.futures.TimeoutError:
+                if proc.hurried():  # a signal during teardown: no more waiting on SSH
+                    self._drop_connection()
+                    raise GuestError(f"`{what}` abandoned: the teardown was hurried") from None
                 try:
                     self.machine.check_alive(f"while running `{what}`")
                 except LabError:
@@ -293,9 +296,12 @@ class Guest:
         """Ask the guest kernel to power off now (our init has no shutdown path).
 
         No `sync` first: the overlay is thrown away, and sync would block on a
-        deadlocked FUSE mount."""
+        deadlocked FUSE mount. Bounded as a whole: a hung or stopped QEMU never
+        answers the SSH channel request, whose own wait is paramiko's hour."""
         if self._conn is None:
             return
+        conn, limit = self._conn, 5 * self.machine.scale
         with contextlib.suppress(Exception):
-            self._conn.run("echo o > /proc/sysrq-trigger", hide=True, warn=True,
-                           timeout=5 * self.machine.scale, in_stream=False)
+            self._watch(lambda: conn.run("echo o > /proc/sysrq-trigger", hide=True, warn=True,
+                                         timeout=limit, in_stream=False),
+                        "poweroff", limit, slack=2)

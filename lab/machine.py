@@ -27,7 +27,7 @@ from typing import Any
 from qemu.qmp import QMPClient
 
 from lab import console, proc
-from lab.errors import BootError, ConfigError, KernelCrash
+from lab.errors import BootError, ConfigError, KernelCrash, QemuCrashed
 from lab.host import require_tools
 
 log = logging.getLogger(__name__)
@@ -419,7 +419,9 @@ class Machine:
         if trouble:
             raise KernelCrash(f"{self.spec.name}: kernel {trouble[0].kind} ({when})",
                               excerpt=trouble[0].excerpt, log_path=self.console_log)
-        raise BootError(
+        # A negative status is a signal; during boot only QEMU's own bug sends one.
+        error = QemuCrashed if code < 0 and when == "during boot" else BootError
+        raise error(
             f"{self.spec.name}: QEMU exited with status {code} {when}",
             excerpt=(self._qemu_output() + "\n--- console ---\n" + console.tail(text)).strip(),
             log_path=self.qemu_log)
@@ -507,25 +509,35 @@ class Machine:
                     self._dir = None
 
     def _stop_ladder(self, poweroff: Callable[[], None] | None) -> str:
+        """Each rung gets `step` seconds to end QEMU; a signal during the
+        teardown (proc.hurried) skips what is left of the gentle ones."""
         assert self._proc is not None
         step = SHUTDOWN_STEP_S * self.scale
+        rungs: list[tuple[str, Callable[[], object]]] = []
         if poweroff is not None:
-            with contextlib.suppress(Exception):  # the next rung is the answer to any failure
-                poweroff()
-            if self._wait_exit(step):
-                return "poweroff"
+            rungs.append(("poweroff", poweroff))
         if self._qmp is not None:
-            with contextlib.suppress(Exception):
-                self._qmp.execute("quit")
+            qmp = self._qmp
+            rungs.append(("quit", lambda: qmp.execute("quit")))
+        rungs.append(("sigterm", lambda: self._proc.send_signal(signal.SIGTERM)))
+        for name, action in rungs:
+            if proc.hurried():
+                break
+            with contextlib.suppress(Exception):  # the next rung is the answer to any failure
+                action()
             if self._wait_exit(step):
-                return "quit"
-        self._proc.send_signal(signal.SIGTERM)
-        if self._wait_exit(step):
-            return "sigterm"
+                return name
         self._proc.send_signal(signal.SIGKILL)
         self._proc.wait(timeout=30)
         return "sigkill"
 
     def _wait_exit(self, seconds: float) -> bool:
+        """QEMU exited within `seconds`; False at once when the teardown is hurried."""
         assert self._proc is not None
-        return self._proc.wait(timeout=seconds) is not None
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._proc.wait(timeout=min(0.2, max(0.0, deadline - time.monotonic()))
+                               ) is not None:
+                return True
+            if proc.hurried() or time.monotonic() >= deadline:
+                return False

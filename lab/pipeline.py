@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,12 +20,15 @@ from pathlib import Path
 
 from lab import cache, kernel, variants, workloads
 from lab.config import LabConfig
+from lab.errors import QemuCrashed
 from lab.guest import Guest
 from lab.image import Image, build_image
 from lab.kernel import KernelBuild, Variant
 from lab.machine import Accel, Machine, MachineSpec, probe_accel
 from lab.series import Series, load_series
 from lab.ui import Ui
+
+log = logging.getLogger(__name__)
 
 
 def new_run_id(prefix: str = "") -> str:
@@ -109,13 +113,33 @@ def booted(
 ) -> Iterator[tuple[Machine, Guest]]:
     """A running VM with an SSH session; both torn down on the way out."""
     spec = machine_spec(cfg, build, img, name)
-    with Machine(spec, accel, log_dir=log_dir, boot_timeout_s=cfg.vm.boot_timeout_s) as vm, \
-            Guest(vm, img) as guest:
+    with contextlib.ExitStack() as stack:
+        vm = _launch(stack, spec, accel, log_dir, cfg.vm.boot_timeout_s)
+        guest = stack.enter_context(Guest(vm, img))
         try:
             yield vm, guest
         finally:
             # The guest's own poweroff first, while its SSH session is open.
             vm.shutdown(poweroff=guest.poweroff)
+
+
+def _launch(stack: contextlib.ExitStack, spec: MachineSpec, accel: Accel, log_dir: Path,
+            boot_timeout_s: float) -> Machine:
+    """A started Machine, stopped with `stack`. A QEMU that crashed on its own
+    during boot gets one more try (seen once under TCG: status -11 at 0.9 s);
+    the crashed one's log is kept beside."""
+    for attempt in (1, 2):
+        vm = Machine(spec, accel, log_dir=log_dir, boot_timeout_s=boot_timeout_s)
+        try:
+            return stack.enter_context(vm)
+        except QemuCrashed as exc:
+            if attempt == 2:
+                raise
+            kept = vm.qemu_log.with_name(vm.qemu_log.name + ".crashed")
+            with contextlib.suppress(OSError):
+                vm.qemu_log.replace(kept)
+            log.warning("%s; booting once more (its log: %s)", exc, kept)
+    raise AssertionError("unreachable")
 
 
 def series_of(cfg: LabConfig) -> Series:

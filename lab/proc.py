@@ -498,6 +498,15 @@ def interactive(argv: Sequence[str | os.PathLike], *, timeout: float, what: str 
 # --- teardown ---------------------------------------------------------------------
 
 
+_hurry = threading.Event()  # a signal came during a teardown
+_teardown_depth = 0  # nested signals_deferred blocks (main thread only)
+
+
+def hurried() -> bool:
+    """A signal arrived during the teardown now running: skip the gentle steps."""
+    return _hurry.is_set()
+
+
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then deliver them.
@@ -506,6 +515,8 @@ def signals_deferred() -> Iterator[None]:
     removal): a second Ctrl-C would otherwise strand QEMU or the folder. Python
     runs signal handlers in the main thread whichever thread the kernel picked,
     so a thread's signal mask is not enough; the handlers themselves wait.
+    A signal held here also hurries the teardown (`hurried()`): whoever asks
+    twice wants the VM gone now, not after a polite ladder of timeouts.
     Elsewhere than the main thread this does nothing (no handler runs there).
     """
     if threading.current_thread() is not threading.main_thread():
@@ -515,18 +526,24 @@ def signals_deferred() -> Iterator[None]:
     previous: dict[int, Any] = {}
 
     def _hold(signum: int, _frame: object) -> None:
-        log.warning("%s during teardown: finishing the teardown first",
-                    signal.Signals(signum).name)
+        log.warning("%s during teardown: stopping the VM at once, then finishing "
+                    "the teardown", signal.Signals(signum).name)
         pending.append(signum)
+        _hurry.set()
 
     for sig in INTERRUPTS:
         handler = signal.getsignal(sig)
         if handler is None:  # installed outside Python: leave it alone
             continue
         previous[sig] = signal.signal(sig, _hold)
+    global _teardown_depth
+    _teardown_depth += 1
     try:
         yield
     finally:
+        _teardown_depth -= 1
+        if _teardown_depth == 0:
+            _hurry.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for sig in dict.fromkeys(pending):

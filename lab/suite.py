@@ -596,11 +596,20 @@ CASES: tuple[Case, ...] = (
 
 
 def select(expr: str | None) -> list[Case]:
-    """Cases whose name contains `expr` (any of comma-separated parts), like -k."""
+    """The cases `expr` names: comma-separated parts, each a case's exact name or
+    number (that case only: `short-write` must not also pick `shared-short-write`)
+    or else a substring of names, like pytest's -k."""
     if not expr:
         return list(CASES)
     parts = [p.strip() for p in expr.split(",") if p.strip()]
-    chosen = [c for c in CASES if any(p in c.name or p == str(c.number) for p in parts)]
+    exact = {c.name for c in CASES} | {str(c.number) for c in CASES}
+
+    def picks(part: str, case: Case) -> bool:
+        if part in exact:
+            return part in (case.name, str(case.number))
+        return part in case.name
+
+    chosen = [c for c in CASES if any(picks(p, c) for p in parts)]
     if not chosen:
         raise ConfigError(f"no case matches {expr!r}; cases: {', '.join(c.name for c in CASES)}")
     return chosen
