@@ -400,14 +400,15 @@ def case_shared_short_write(ctx: CaseContext) -> Observation:
                        {"server": _record(stats), "probe": _record(result)})
 
 
-def _server_errors(ctx: CaseContext, *, inside: bool, direct: bool = False) -> Observation:
+def _server_errors(ctx: CaseContext, *, inside: bool, direct: bool = False,
+                   aio: bool = False) -> Observation:
     writers, every = 6, 3
     options = ServerOptions(fail_write_every=every, fail_write_errno="ENOSPC",
                             delay_write_us=HOLD_US // 2 if inside else 20_000)
     size = writers * BLOCK
     with FuseMount(ctx.guest, options, name="case") as m:
         result = _pwrite(ctx, f"{m.path}/e", writers=writers, block=BLOCK, base=0,
-                         presize=size if inside else None, direct=direct)
+                         presize=size if inside else None, direct=direct, aio=aio)
     stats = m.file_stats("e")
     failed = [w for w in result.writers if w.ret < 0]
     wrong = [w for w in failed if w.errno_name != "ENOSPC"]
@@ -445,6 +446,13 @@ def case_odirect_server_errors(ctx: CaseContext) -> Observation:
     """Extending writes through O_DIRECT fds that the server fails: O_DIRECT
     sets IOCB_DIRECT, which decides between the sync and async paths."""
     return _server_errors(ctx, inside=False, direct=True)
+
+
+def case_aio_server_errors(ctx: CaseContext) -> Observation:
+    """Extending writes submitted with native AIO on plain fds, failed by the
+    server: the kiocb is asynchronous without IOCB_DIRECT, which must still
+    take the synchronous path (the async one truncates after a failure)."""
+    return _server_errors(ctx, inside=False, aio=True)
 
 
 def case_lock_pairing(ctx: CaseContext) -> Observation:
@@ -592,6 +600,8 @@ CASES: tuple[Case, ...] = (
     # (lab/fsx.py); 3 seeds x 4 s of operations, plus start-up, within budget.
     Case(24, "fsx", "randomized concurrent operations checked against a model",
          _fsx_case, budget_s=45.0),
+    Case(25, "aio-server-errors", "server errors on extending AIO writes to plain fds",
+         case_aio_server_errors),
 )
 
 

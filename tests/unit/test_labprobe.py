@@ -1,0 +1,61 @@
+"""labprobe built and run on the host, on a local folder: the JSON it prints
+parses into the typed records, and each write submission mode reaches the
+kernel (O_DIRECT needs a file system that has it, so only plain and AIO here).
+The FUSE semantics are the VM tests' business."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab import guestdata
+
+SRC = Path(guestdata.__file__).resolve().parent / "guest_programs"
+
+
+@pytest.fixture(scope="session")
+def labprobe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """labprobe built the way the guest's Makefile builds it, plus -Werror."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    out = tmp_path_factory.mktemp("labprobe") / "labprobe"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", str(out),
+                    str(SRC / "labprobe.c")], check=True, timeout=120)
+    return out
+
+
+def pwrite(labprobe: Path, *args: str) -> tuple[dict, guestdata.ProbeResult]:
+    run = subprocess.run([str(labprobe), "pwrite", *args], capture_output=True, text=True,
+                         timeout=60, check=True)
+    data = json.loads(run.stdout)
+    return data, guestdata.parse_probe(data, "labprobe pwrite")
+
+
+@pytest.mark.parametrize("aio", [False, True], ids=["pwrite", "aio"])
+def test_writers_land_where_they_say_and_verify(labprobe, tmp_path, aio):
+    f = tmp_path / "f"
+    data, result = pwrite(labprobe, f"--file={f}", "--writers=4", "--block=64k", "--verify",
+                          *(["--aio"] if aio else []))
+    assert data["aio"] is aio
+    assert [w.ret for w in result.writers] == [65536] * 4
+    assert sorted(w.offset for w in result.writers) == [0, 65536, 131072, 196608]
+    assert result.final_size == f.stat().st_size == 4 * 65536
+    assert result.verify_ok is True and not result.bad_blocks
+
+
+@pytest.mark.parametrize("aio", [False, True], ids=["pwrite", "aio"])
+def test_a_failed_write_reports_its_errno(labprobe, tmp_path, aio):
+    # RLIMIT_FSIZE at one block: writer 0 fits, writer 1 starts at the limit.
+    _, result = pwrite(labprobe, f"--file={tmp_path / 'f'}", "--writers=2", "--block=64k",
+                       "--rlimit-fsize=65536", *(["--aio"] if aio else []))
+    by_offset = {w.offset: w for w in result.writers}
+    assert by_offset[0].ret == 65536
+    assert by_offset[65536].ret < 0 and by_offset[65536].errno_name == "EFBIG"
+
+
+def test_aio_is_a_flag_of_pwrite_only(labprobe, tmp_path):
+    run = subprocess.run([str(labprobe), "append", f"--file={tmp_path / 'f'}", "--writers=1",
+                          "--records=1", "--record=64", "--aio"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2 and "'--aio' not valid here" in run.stderr
