@@ -18,8 +18,6 @@ from lab.config import LabConfig
 from lab.errors import ConfigError
 from lab.series import load_series
 
-# The series' source when series.toml names none (the lab's first case).
-DEFAULT_SOURCE = ("debian", "linux-source-6.1", "")
 GUEST_PROGRAMS = Path(__file__).resolve().parent / "guest_programs"
 
 
@@ -44,8 +42,8 @@ def _run(argv: list[str], cwd: Path | None = None) -> proc.CommandResult:
 
 def source_id(cfg: LabConfig) -> str:
     """The kernel source the series builds from, named by version or commit."""
-    spec = getattr(load_series(cfg.series), "source", None)
-    kind, name, ref = (spec.kind, spec.name, spec.ref) if spec is not None else DEFAULT_SOURCE
+    spec = load_series(cfg.series).source  # series.toml must name it (lab.series)
+    kind, name, ref = spec.kind, spec.name, spec.ref
     if kind == "debian":
         out = _run(["dpkg-query", "-W", "-f", "${Version}", name])
         if out.exit_status != 0 or not out.stdout.strip():

@@ -27,6 +27,7 @@ that uses none of them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"(default {DEFAULT_VARIANTS})")
     group.addoption("--lab-config", type=Path, default=None, metavar="FILE",
                     help="the lab.toml to use (default: the lab's own, if any)")
+    group.addoption("--lab-series", type=Path, default=None, metavar="DIR",
+                    help="the patch series whose variants the tests build (default: "
+                         "lab.toml's), e.g. patches/fuse-parallel-dio-6.12 for Linux 6.12")
 
 
 def variant_names(config: pytest.Config) -> list[str]:
@@ -127,7 +131,14 @@ class LabGuest:
 def lab_config(pytestconfig: pytest.Config):
     from lab import config
 
-    return config.load(pytestconfig.getoption("--lab-config"))
+    cfg = config.load(pytestconfig.getoption("--lab-config"))
+    series = pytestconfig.getoption("--lab-series")
+    if series is not None:
+        from lab.series import load_series
+
+        cfg = dataclasses.replace(cfg, series=series.expanduser().resolve())
+        load_series(cfg.series)  # a wrong folder is a usage error now, not in every test
+    return cfg
 
 
 @pytest.fixture(scope="session")
