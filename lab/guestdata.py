@@ -156,6 +156,21 @@ class BadBlock:
 
 
 @dataclass(frozen=True)
+class MmapProbe:
+    """labprobe pwrite --mmap: the first page mapped while the writers ran."""
+
+    open_errno: str | None
+    shared_errno: str | None  # MAP_SHARED; ENODEV on a direct-io open
+    private_errno: str | None  # MAP_PRIVATE
+    first_word: int  # read through the private mapping
+
+    @classmethod
+    def parse(cls, f: _Fields) -> MmapProbe:
+        return cls(f.opt_str("open_errno_name"), f.opt_str("shared_errno_name"),
+                   f.opt_str("private_errno_name"), f.int("first_word"))
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     """labprobe pwrite / truncate-race / write-until-error."""
 
@@ -163,6 +178,7 @@ class ProbeResult:
     final_size: int | None  # None: stat failed (a dead server)
     verify_ok: bool | None  # None: not asked to verify
     bad_blocks: tuple[BadBlock, ...]
+    mmap: MmapProbe | None = None  # pwrite --mmap only
 
     def wrong_returns(self, length: int) -> list[Writer]:
         return [w for w in self.writers if w.ret != length]
@@ -178,7 +194,8 @@ def parse_probe(data: Any, what: str) -> ProbeResult:
     bad = tuple(BadBlock(b.int("writer"), b.int("first_bad_offset"), b.opt_str("reason") or "")
                 for b in (_Fields(x, f"{what}.bad_blocks") for x in
                           (f.list("bad_blocks") if "bad_blocks" in f.data else [])))
-    return ProbeResult(_writers(f), f.opt_int("final_size"), f.opt_bool("verify_ok"), bad)
+    mmap = MmapProbe.parse(f.obj("mmap")) if "mmap" in f.data else None
+    return ProbeResult(_writers(f), f.opt_int("final_size"), f.opt_bool("verify_ok"), bad, mmap)
 
 
 @dataclass(frozen=True)

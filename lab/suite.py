@@ -37,6 +37,8 @@ BLOCK = 64 * 1024
 # Long enough that all writers reach the server under TCG, far below the
 # 10 s hung-task timeout of every test kernel.
 HOLD_US = 400_000
+# labprobe's word at offset 0 written by writer 0 (tag 1): (tag << 48) | offset.
+PATTERN_TAG_1 = 1 << 48
 # A case that has not finished after this long (KVM seconds, scaled for TCG
 # and debug kernels) has stopped making progress: the kernel hung.
 CASE_BUDGET_S = 20.0
@@ -154,6 +156,42 @@ def case_cached_open(ctx: CaseContext) -> Observation:
                 + (f"; {why}" if why else ""))
     return Observation(ok and held and stats.max_inflight == want, f"{want} in flight",
                        observed, {"server": _record(stats)})
+
+
+def case_mmap(ctx: CaseContext) -> Observation:
+    """Parallel direct writers while another fd maps the file. A direct-io open
+    refuses a shared mapping (labfs does not allow FUSE_DIRECT_IO_ALLOW_MMAP)
+    and allows a private one, whose page is read from the server. A private
+    mapping leaves the lock choice alone on every generation: from 6.9 only a
+    shared one switches the inode to caching I/O mode."""
+    size = WRITERS * BLOCK
+    with FuseMount(ctx.guest, ServerOptions(delay_write_us=HOLD_US), name="case") as m:
+        # The server's copy gets writer 1's pattern straight in the backing
+        # file, so the mapped page can only hold it if it came from the server.
+        _pwrite(ctx, f"{m.backing}/m", writers=1, block=size)
+        result = _pwrite(ctx, f"{m.path}/m", writers=WRITERS, block=BLOCK, base=0, mmap=True)
+    stats = m.file_stats("m")
+    mm = result.mmap
+    want = WRITERS if ctx.parallel else 1
+    ok, why = _writers_ok(result, BLOCK)
+    problems = [why] if why else []
+    if mm is None or mm.open_errno:
+        problems.append(f"INCONCLUSIVE: the mapping fd did not open "
+                        f"({mm.open_errno if mm else 'no mmap record'})")
+    else:
+        if mm.shared_errno != "ENODEV":
+            problems.append(f"MAP_SHARED on a direct-io open: {mm.shared_errno or 'allowed'} "
+                            "(want ENODEV)")
+        if mm.private_errno:
+            problems.append(f"MAP_PRIVATE failed: {mm.private_errno}")
+        elif mm.first_word != PATTERN_TAG_1:
+            problems.append(f"the mapped page holds {mm.first_word:#x}, not the server's "
+                            f"{PATTERN_TAG_1:#x}")
+    observed = (f"{stats.max_inflight} of {WRITERS} WRITEs in flight with a private mapping "
+                "held" + "".join(f"; {p}" for p in problems))
+    return Observation(not problems and stats.max_inflight == want,
+                       f"{want} in flight; shared mapping ENODEV, private one from the server",
+                       observed, {"server": _record(stats), "mmap": _record(mm) if mm else None})
 
 
 # --- where a write starts and ends relative to EOF ---------------------------------
@@ -602,6 +640,7 @@ CASES: tuple[Case, ...] = (
          _fsx_case, budget_s=45.0),
     Case(25, "aio-server-errors", "server errors on extending AIO writes to plain fds",
          case_aio_server_errors),
+    Case(26, "mmap", "shared and private mappings during parallel direct writes", case_mmap),
 )
 
 

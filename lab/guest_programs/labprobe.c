@@ -28,6 +28,7 @@
 #include <string.h>
 #include <signal.h>
 #include <linux/aio_abi.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -44,7 +45,7 @@
 #define USAGE \
 "usage: labprobe pwrite --file=F --writers=N --block=B [--base=OFF] [--stride=S]\n" \
 "                       [--presize=BYTES] [--direct] [--verify] [--rlimit-fsize=BYTES]\n" \
-"                       [--aio]\n" \
+"                       [--aio] [--mmap]\n" \
 "       labprobe append --file=F --writers=N --records=M --record=B [--direct]\n" \
 "                       [--presize=BYTES] [--stale]\n" \
 "       labprobe truncate-race --file=F --writers=N --block=B --presize=BYTES\n" \
@@ -112,13 +113,13 @@ static void kerrno(const char *key, int e)
 
 enum { OF_FILE, OF_WRITERS, OF_BLOCK, OF_BASE, OF_STRIDE, OF_PRESIZE,
        OF_RECORDS, OF_RECORD, OF_TRUNCTO, OF_DELAY, OF_SIZE, OF_COUNT,
-       OF_RLIMIT, OF_DIRECT, OF_VERIFY, OF_STALE, OF_AIO, OF_N };
+       OF_RLIMIT, OF_DIRECT, OF_VERIFY, OF_STALE, OF_AIO, OF_MMAP, OF_N };
 static const char *const optname[OF_N] = {
 	"file", "writers", "block", "base", "stride", "presize", "records",
 	"record", "truncate-to", "writer-delay-ms", "size", "count",
-	"rlimit-fsize", "direct", "verify", "stale", "aio" };
+	"rlimit-fsize", "direct", "verify", "stale", "aio", "mmap" };
 #define B(x) (1u << OF_##x)
-#define FLAG_OPTS (B(DIRECT) | B(VERIFY) | B(STALE) | B(AIO))
+#define FLAG_OPTS (B(DIRECT) | B(VERIFY) | B(STALE) | B(AIO) | B(MMAP))
 
 static unsigned seen;
 static uint64_t val[OF_N];
@@ -525,6 +526,56 @@ static void emit_head(const char *cmd)
 
 /* ------------------------------------------------------------ 1. pwrite */
 
+/*
+ * --mmap: once every writer has its fd open and before they are released,
+ * a fd of our own maps the file's first page, shared (FUSE refuses that on a
+ * direct-io open unless the server allowed it, FUSE_DIRECT_IO_ALLOW_MMAP)
+ * and private (allowed; from 6.9 it must not switch the inode to caching I/O
+ * mode, which would make the writers exclusive). The private mapping and the
+ * fd are held until every writer is done; the page's first word is read
+ * through the mapping, i.e. from the server.
+ */
+static struct {
+	int fd, open_err, shared_err, private_err;
+	void *map;
+	uint64_t first;
+} mm = { .fd = -1 };
+
+static void map_first_page(void)
+{
+	mm.fd = open(file, O_RDONLY);
+	if (mm.fd < 0) {
+		mm.open_err = errno;
+		return;
+	}
+	void *p = mmap(NULL, ALIGN, PROT_READ, MAP_SHARED, mm.fd, 0);
+	if (p == MAP_FAILED)
+		mm.shared_err = errno;
+	else
+		munmap(p, ALIGN);
+	p = mmap(NULL, ALIGN, PROT_READ, MAP_PRIVATE, mm.fd, 0);
+	if (p == MAP_FAILED) {
+		mm.private_err = errno;
+		return;
+	}
+	mm.map = p;
+	memcpy(&mm.first, p, sizeof(mm.first));
+}
+
+static void emit_mmap(void)
+{
+	jopen("mmap", '{');
+	kerrno("open_errno", mm.open_err);
+	kerrno("shared_errno", mm.shared_err);
+	kerrno("private_errno", mm.private_err);
+	kint("first_word", mm.first);
+	jclose('}');
+	if (mm.map)
+		munmap(mm.map, ALIGN);
+	if (mm.fd >= 0)
+		close(mm.fd);
+}
+
 static void cmd_pwrite(void)
 {
 	uint64_t blk = val[OF_BLOCK], base = val[OF_BASE];
@@ -539,7 +590,7 @@ static void cmd_pwrite(void)
 		if (setrlimit(RLIMIT_FSIZE, &rl))
 			die("setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
 	}
-	run_writers(M_SINGLE, base, stride, blk, NULL);
+	run_writers(M_SINGLE, base, stride, blk, has(OF_MMAP) ? map_first_page : NULL);
 
 	emit_head("pwrite");
 	KINTS({"block", blk}, {"base", base}, {"stride", stride});
@@ -548,6 +599,8 @@ static void cmd_pwrite(void)
 	else
 		kstr("presize", NULL);
 	kbool("aio", has(OF_AIO));
+	if (has(OF_MMAP))
+		emit_mmap();
 	emit_writers();
 	emit_final_size();
 	if (has(OF_VERIFY))
@@ -887,7 +940,8 @@ static const struct {
 	unsigned required, optional;
 } cmds[] = {
 	{ "pwrite", cmd_pwrite, B(FILE) | B(WRITERS) | B(BLOCK),
-	  B(BASE) | B(STRIDE) | B(DIRECT) | B(PRESIZE) | B(VERIFY) | B(RLIMIT) | B(AIO) },
+	  B(BASE) | B(STRIDE) | B(DIRECT) | B(PRESIZE) | B(VERIFY) | B(RLIMIT) | B(AIO) |
+	  B(MMAP) },
 	{ "append", cmd_append, B(FILE) | B(WRITERS) | B(RECORDS) | B(RECORD),
 	  B(DIRECT) | B(PRESIZE) | B(STALE) },
 	{ "truncate-race", cmd_truncate_race,

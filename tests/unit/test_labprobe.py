@@ -59,3 +59,21 @@ def test_aio_is_a_flag_of_pwrite_only(labprobe, tmp_path):
                           "--records=1", "--record=64", "--aio"], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 2 and "'--aio' not valid here" in run.stderr
+
+
+def test_mmap_maps_the_first_page_before_the_writers_run(labprobe, tmp_path):
+    f = tmp_path / "f"
+    pwrite(labprobe, f"--file={f}", "--writers=1", "--block=64k")  # writer 0's pattern
+    _, result = pwrite(labprobe, f"--file={f}", "--writers=4", "--block=16k", "--mmap")
+    mm = result.mmap
+    assert mm is not None
+    # A local file system allows both mappings; the page still holds the
+    # first run's word at offset 0: tag 1, offset 0.
+    assert (mm.open_errno, mm.shared_errno, mm.private_errno) == (None, None, None)
+    assert mm.first_word == 1 << 48
+    assert [w.ret for w in result.writers] == [16384] * 4
+
+
+def test_without_mmap_there_is_no_mmap_record(labprobe, tmp_path):
+    _, result = pwrite(labprobe, f"--file={tmp_path / 'f'}", "--writers=1", "--block=4k")
+    assert result.mmap is None
