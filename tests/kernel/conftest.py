@@ -68,15 +68,19 @@ def fleet(lab_fleet):
 
 
 @pytest.fixture
-def no_qemu_leak():
-    """Fails a test that leaves a QEMU process of ours behind."""
-    before = _qemu_pids()
+def no_qemu_leak(tmp_path_factory: pytest.TempPathFactory):
+    """Fails a test that leaves a QEMU process of ours behind. Ours: its
+    command line names a path under this session's pytest folder (the tests
+    put their results there, and QEMU's console log with them), so VMs that
+    other labs run on the same host do not count."""
+    ours = str(tmp_path_factory.getbasetemp())
+    before = _qemu_pids(ours)
     yield
-    leaked = _qemu_pids() - before
+    leaked = _qemu_pids(ours) - before
     assert not leaked, f"QEMU processes left running: {sorted(leaked)}"
 
 
-def _qemu_pids() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "qemu-system-x86_64 -name"], capture_output=True,
-                         text=True, check=False).stdout
-    return {int(p) for p in out.split()}
+def _qemu_pids(under: str) -> set[int]:
+    out = subprocess.run(["pgrep", "-a", "-f", "qemu-system-x86_64 -name"],
+                         capture_output=True, text=True, check=False).stdout
+    return {int(line.split()[0]) for line in out.splitlines() if under in line}
