@@ -472,6 +472,40 @@ def _server_errors(ctx: CaseContext, *, inside: bool, direct: bool = False,
                        {"server": _record(stats), "probe": _record(result)})
 
 
+def _failed_extending_write(ctx: CaseContext, *, direct: bool = False, aio: bool = False
+                            ) -> tuple[list[str], dict[str, Any]]:
+    """One writer extends the file block after block until the server fails
+    its third WRITE, so the failed write surely extended the file: the path
+    the kernel chose for it (sync or async) shows in a SETATTR after it."""
+    options = ServerOptions(fail_write_every=3, fail_write_errno="ENOSPC")
+    with FuseMount(ctx.guest, options, name="case") as m:
+        loop = guestdata.parse_probe(
+            probe(ctx.guest, "write-until-error", file=f"{m.path}/x", writers=1, block=BLOCK,
+                  count=6, direct=direct, aio=aio), "labprobe write-until-error")
+    stats = m.file_stats("x")
+    problems = []
+    (w,) = loop.writers
+    if (w.writes_ok, w.errno_name) != (2, "ENOSPC"):
+        problems.append(f"the extending writer wrote {w.writes_ok} blocks, then "
+                        f"{w.errno_name or 'no error'} (want 2, then ENOSPC)")
+    if loop.final_size != 2 * BLOCK:
+        problems.append(f"size {loop.final_size} after the failed extending write "
+                        f"(want {2 * BLOCK})")
+    if stats.setattrs:
+        problems.append(f"{stats.setattrs} SETATTR after the failed extending write "
+                        "(the async path's truncate; want none)")
+    return problems, {"server": _record(stats), "probe": _record(loop)}
+
+
+def _with_extending_failure(ctx: CaseContext, first: Observation, *, direct: bool = False,
+                            aio: bool = False) -> Observation:
+    problems, details = _failed_extending_write(ctx, direct=direct, aio=aio)
+    return Observation(first.passed and not problems,
+                       first.expected + "; a failed extending write truncates nothing",
+                       first.observed + "".join(f"; {p}" for p in problems),
+                       {**first.details, "extending": details})
+
+
 def case_server_errors(ctx: CaseContext) -> Observation:
     return _server_errors(ctx, inside=False)
 
@@ -483,14 +517,15 @@ def case_shared_server_errors(ctx: CaseContext) -> Observation:
 def case_odirect_server_errors(ctx: CaseContext) -> Observation:
     """Extending writes through O_DIRECT fds that the server fails: O_DIRECT
     sets IOCB_DIRECT, which decides between the sync and async paths."""
-    return _server_errors(ctx, inside=False, direct=True)
+    return _with_extending_failure(ctx, _server_errors(ctx, inside=False, direct=True),
+                                   direct=True)
 
 
 def case_aio_server_errors(ctx: CaseContext) -> Observation:
     """Extending writes submitted with native AIO on plain fds, failed by the
     server: the kiocb is asynchronous without IOCB_DIRECT, which must still
     take the synchronous path (the async one truncates after a failure)."""
-    return _server_errors(ctx, inside=False, aio=True)
+    return _with_extending_failure(ctx, _server_errors(ctx, inside=False, aio=True), aio=True)
 
 
 def case_lock_pairing(ctx: CaseContext) -> Observation:

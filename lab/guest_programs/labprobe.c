@@ -52,7 +52,7 @@
 "                       --truncate-to=T --writer-delay-ms=D [--direct] [--verify]\n" \
 "       labprobe mixed --file=F --size=BYTES --block=B\n" \
 "       labprobe write-until-error --file=F --writers=N --block=B --count=C\n" \
-"                       [--base=OFF] [--presize=BYTES] [--direct]\n" \
+"                       [--base=OFF] [--presize=BYTES] [--direct] [--aio]\n" \
 "numbers: decimal or 0x hex, optional k/m/g (x1024) suffix\n"
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
@@ -949,7 +949,7 @@ static const struct {
 	  B(DIRECT) | B(VERIFY) },
 	{ "mixed", cmd_mixed, B(FILE) | B(SIZE) | B(BLOCK), 0 },
 	{ "write-until-error", cmd_until_error, B(FILE) | B(WRITERS) | B(BLOCK) | B(COUNT),
-	  B(DIRECT) | B(PRESIZE) | B(BASE) },
+	  B(DIRECT) | B(PRESIZE) | B(BASE) | B(AIO) },
 };
 
 int main(int argc, char **argv)
