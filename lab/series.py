@@ -4,8 +4,8 @@ Adding a series is adding a folder; nothing in the code names a version.
 `source` says which kernel the series applies to (lab.sources); a version's
 file is a plain diff or an mbox of several patches (lab.patching);
 `baseline_features` are what the baseline already has (e.g. a newer kernel's
-I/O modes), each version lists everything it claims. Feature names are
-defined in lab.features.
+I/O modes); each version keeps them and lists what it adds. Feature names
+are defined in lab.features.
 """
 
 from __future__ import annotations

@@ -127,9 +127,13 @@ def resolve(
             ]:
                 raise _unknown(name, series)
             version = series.version(version_name)
+            # A version keeps what its baseline has, as a user's patch does:
+            # a 6.12 version that ignores the inode's I/O modes is a broken
+            # one, not one that claims less (it fails cached-open).
+            claims = tuple(dict.fromkeys((*series.baseline_features, *version.features)))
             variants.append(
                 Variant(name, source, base_patches + (version.patch,), fragments,
-                        version.features, debug, strict)
+                        claims, debug, strict)
             )
     return variants
 

@@ -14,14 +14,28 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab import cache, checks, guest, guestdata, machine, suite, workloads
+from lab import (
+    cache,
+    checks,
+    console,
+    features,
+    fsx,
+    guest,
+    guestdata,
+    ktap,
+    machine,
+    scripts,
+    suite,
+    workloads,
+)
 from lab.config import LabConfig
 from lab.pipeline import Prepared
 from lab.results import CheckResult
 
 # Code whose change can change a verdict.
-_CODE = (suite, checks, workloads, guestdata, guest, machine)
-VERSION = "1"
+_CODE = (suite, checks, workloads, guestdata, guest, machine, console, features, fsx, ktap,
+         scripts)
+VERSION = "2"  # 2: the variant's claimed features are part of the key
 
 
 def key(cfg: LabConfig, p: Prepared, variant: str, cases: Sequence[suite.Case],
@@ -29,7 +43,9 @@ def key(cfg: LabConfig, p: Prepared, variant: str, cases: Sequence[suite.Case],
     build = p.builds[variant]
     scripts = [Path(s).read_bytes() for s in cfg.tests.scripts if Path(s).is_file()]
     return cache.digest([
-        VERSION, build.key, p.image.key, workloads.sources_key(p.image.key), p.accel.name,
+        # The claims decide what each case expects; they are not in the build key.
+        VERSION, build.key, json.dumps(list(build.features)), p.image.key,
+        workloads.sources_key(p.image.key), p.accel.name,
         json.dumps(dataclasses.asdict(cfg.vm), default=str),
         *(Path(m.__file__).read_bytes() for m in _CODE), *scripts,
         json.dumps([c.name for c in cases]), str(repeat), str(cfg.tests.script_timeout_s),
