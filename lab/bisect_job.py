@@ -25,12 +25,11 @@ from lab.verdict import FlakePolicy
 
 
 def _one_case(expr: str) -> suite.Case:
-    cases = suite.select(expr)
-    exact = [c for c in cases if c.name == expr]
-    if len(cases) > 1 and not exact:
+    cases = suite.select(expr)  # an exact name or number is that case alone
+    if len(cases) > 1:
         raise ConfigError(f"--test {expr!r} matches several cases: "
                           f"{', '.join(c.name for c in cases)}")
-    return exact[0] if exact else cases[0]
+    return cases[0]
 
 
 class _Tester:

@@ -134,10 +134,14 @@ def lab_config(pytestconfig: pytest.Config):
     cfg = config.load(pytestconfig.getoption("--lab-config"))
     series = pytestconfig.getoption("--lab-series")
     if series is not None:
+        from lab.errors import ConfigError
         from lab.series import load_series
 
         cfg = dataclasses.replace(cfg, series=series.expanduser().resolve())
-        load_series(cfg.series)  # a wrong folder is a usage error now, not in every test
+        try:  # a wrong folder is one usage error now, not an error in every test
+            load_series(cfg.series)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"--lab-series: {exc}") from None
     return cfg
 
 

@@ -132,9 +132,7 @@ def guest_figures(cfg: LabConfig, p: pipeline.Prepared, req: Request, out: Path,
 
 
 def _case_figure(guest: Guest, p: pipeline.Prepared, req: Request, ui: Ui) -> Figure:
-    matches = [c for c in suite.select(req.case) if c.name == req.case] or \
-        suite.select(req.case)[:1]
-    case = matches[0]
+    case = suite.select(req.case)[0]  # an exact name is that case alone
     walls: list[float] = []
     note = ""
     for i in range(req.repeat):

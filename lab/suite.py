@@ -166,7 +166,7 @@ def case_mmap(ctx: CaseContext) -> Observation:
     shared one switches the inode to caching I/O mode."""
     size = WRITERS * BLOCK
     with FuseMount(ctx.guest, ServerOptions(delay_write_us=HOLD_US), name="case") as m:
-        # The server's copy gets writer 1's pattern straight in the backing
+        # The server's copy gets labprobe's pattern (tag 1) straight in the backing
         # file, so the mapped page can only hold it if it came from the server.
         _pwrite(ctx, f"{m.backing}/m", writers=1, block=size)
         result = _pwrite(ctx, f"{m.path}/m", writers=WRITERS, block=BLOCK, base=0, mmap=True)

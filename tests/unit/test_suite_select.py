@@ -32,3 +32,11 @@ def test_a_part_of_a_name_matches_every_case_containing_it():
 def test_an_expression_that_matches_nothing_is_bad_input():
     with pytest.raises(ConfigError, match="no case matches"):
         suite.select("no-such-case")
+
+
+def test_bisect_takes_one_case_and_refuses_an_ambiguous_part():
+    from lab.bisect_job import _one_case
+
+    assert _one_case("server-errors").name == "server-errors"  # exact, though others contain it
+    with pytest.raises(ConfigError, match="matches several cases"):
+        _one_case("server")
