@@ -45,17 +45,36 @@ def health(guest: Guest, console_trouble: Sequence[console.Trouble]) -> tuple[bo
 def run_case(case: Case, guest: Guest, variant: str, features: tuple[str, ...],
              repeat: int = 1, policy: FlakePolicy | None = None) -> CaseRun:
     """Run one case `repeat` times and judge it."""
-    policy = policy or FlakePolicy()
     start = time.monotonic()
+    try:
+        observations = observe(case, guest, features, repeat)
+    except KernelFailure as failure:
+        return CaseRun(_kernel_failed(case, guest, variant, failure, start), False,
+                       RunsVerdict.FAIL)
+    ok, trouble, excerpt = health(guest, guest.machine.new_trouble())
+    return judge(case, variant, observations, (ok, trouble, excerpt),
+                 time.monotonic() - start, policy)
+
+
+def observe(case: Case, guest: Guest, features: tuple[str, ...], repeat: int = 1,
+            mount_name: str = "case") -> list[Observation]:
+    """The case's observations, `repeat` of them, each within the case's budget;
+    a kernel failure in any of them raises KernelFailure."""
     observations: list[Observation] = []
     for _ in range(repeat):
-        try:
-            with guest.watch_case(case.budget_s):
-                observations.append(case.run(CaseContext(guest, features)))
-        except KernelFailure as failure:
-            return CaseRun(_kernel_failed(case, guest, variant, failure, start), False,
-                           RunsVerdict.FAIL)
-    ok, trouble, excerpt = health(guest, guest.machine.new_trouble())
+        with guest.watch_case(case.budget_s):
+            observations.append(case.run(CaseContext(guest, features, mount_name)))
+    return observations
+
+
+def judge(case: Case, variant: str, observations: Sequence[Observation],
+          healthy: tuple[bool, str, str], duration_s: float,
+          policy: FlakePolicy | None = None) -> CaseRun:
+    """A case's verdict from its observations and the kernel's health after them
+    (`health`'s answer): a kernel report fails every run of it."""
+    policy = policy or FlakePolicy()
+    ok, trouble, excerpt = healthy
+    repeat = len(observations)
     last = observations[-1]
     judged = policy.judge([o.passed and ok for o in observations])
     observed = last.observed if ok else f"{last.observed}; {trouble}"
@@ -70,7 +89,7 @@ def run_case(case: Case, guest: Guest, variant: str, features: tuple[str, ...],
         expected=last.expected + ("" if ok else "; no kernel reports"),
         observed=observed,
         details={"number": case.number, "title": case.title, **last.details},
-        duration_s=time.monotonic() - start,
+        duration_s=duration_s,
         console_excerpt=excerpt,
     ), vm_usable=ok, verdict=judged)
 

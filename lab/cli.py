@@ -91,6 +91,9 @@ def _add_scripts(p: argparse.ArgumentParser) -> None:
                         "KTAP/TAP output becomes sub-results")
     p.add_argument("--script-timeout", type=positive_float, metavar="SECONDS",
                    help="time limit per script (KVM-scale; default 300 or lab.toml)")
+    p.add_argument("--lanes", type=positive_int, metavar="N",
+                   help="suite cases run N at a time in one guest (default 4 or lab.toml's "
+                        "[tests] lanes; 1: one by one)")
 
 
 def _with_scripts(cfg: config.LabConfig, args: argparse.Namespace) -> config.LabConfig:
@@ -103,6 +106,9 @@ def _with_scripts(cfg: config.LabConfig, args: argparse.Namespace) -> config.Lab
     scripts.resolve(tests.scripts, "--script and [tests] scripts")  # distinct names
     if args.script_timeout is not None:
         tests = replace(tests, script_timeout_s=args.script_timeout)
+    if args.lanes is not None:
+        tests = replace(tests, lanes=args.lanes)
+        tests.validate("--lanes")
     return replace(cfg, tests=tests)
 
 

@@ -83,13 +83,17 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class TestsConfig:
-    """The user's own test scripts (lab/scripts.py), run on every variant."""
+    """How the suite runs: the user's own test scripts (lab/scripts.py), run on
+    every variant, and how many cases run together in one guest."""
 
     __test__ = False  # a config section, not a pytest class
     __pydantic_config__ = _SECTION
 
     scripts: tuple[StrictStr, ...] = ()  # paths, relative to lab.toml
     script_timeout_s: Seconds = 300.0  # per script, KVM-scale
+    # Independent suite cases run this many at a time in one guest
+    # (lab.together); 1 runs them one by one.
+    lanes: Annotated[StrictInt, Field(ge=1, le=16)] = 4
 
     def validate(self, where: str) -> None:
         _check(type(self), self, where)

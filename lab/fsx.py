@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from lab.errors import ConfigError, GuestError, KernelHang, ParseError
 from lab.guest import Guest
 from lab.guestdata import _Fields, load_json
-from lab.workloads import REMOTE, FuseMount, ServerOptions
+from lab.workloads import REMOTE, ServerOptions
 
 if TYPE_CHECKING:  # lab.suite imports this module for its list of cases
     from lab.suite import CaseContext, Observation
@@ -317,7 +317,7 @@ def case_fsx(ctx: CaseContext) -> Observation:
     g = ctx.guest
     hang_s = HANG_S * g.machine.scale
     results: list[FsxResult] = []
-    with FuseMount(g, SUITE_SERVER, name="fsx") as m:
+    with ctx.mount(SUITE_SERVER) as m:
         for seed in SUITE_SEEDS:
             r = run_fsx(g, m.path, FsxOptions(seed=seed, duration_s=SUITE_RUN_S,
                                                hang_timeout_s=hang_s))

@@ -12,6 +12,7 @@ import base64
 import concurrent.futures
 import contextlib
 import shlex
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ from lab.machine import Machine
 from lab.proc import CommandResult
 
 WATCH_INTERVAL_S = 0.5
+# Cases run together write to one commands log through several connections.
+_LOG_LOCK = threading.Lock()
 
 
 def _pinned_key(host_key: str) -> paramiko.PKey:
@@ -40,10 +43,12 @@ def _pinned_key(host_key: str) -> paramiko.PKey:
 class Guest:
     """An SSH session to one VM. Use as `with Guest(vm, image) as g:`."""
 
-    def __init__(self, machine: Machine, image: Image, *, command_log: Path | None = None):
+    def __init__(self, machine: Machine, image: Image, *, command_log: Path | None = None,
+                 tag: str = ""):
         self.machine = machine
         self.image = image
         self.command_log = command_log or machine.log_dir / f"{machine.spec.name}.commands.log"
+        self.tag = tag  # names this connection's lines in the commands log
         self._conn: Connection | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         # While a case runs (see `watch_case`): when its budget ends, and where
@@ -113,6 +118,14 @@ class Guest:
             raise GuestError(f"{self.machine.spec.name}: no SSH within {deadline_s:.0f}s: {exc}",
                              excerpt=self.machine.console_text()[-3000:]) from exc
 
+    def sibling(self, tag: str) -> Guest:
+        """Another SSH connection to the same VM, with its own case budget and
+        console mark: for a case that runs beside others (lab.together).
+        The caller closes it."""
+        other = Guest(self.machine, self.image, command_log=self.command_log, tag=tag)
+        other.connect(30 * self.machine.scale)
+        return other
+
     def reconnect(self, deadline_s: float) -> None:
         """A fresh SSH connection after the old one was dropped (a command that
         never returned holds it), to gather evidence from a stuck guest."""
@@ -153,7 +166,9 @@ class Guest:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _log(self, text: str) -> None:
-        with self.command_log.open("a") as f:
+        if self.tag:
+            text = "".join(f"[{self.tag}] {line}" for line in text.splitlines(keepends=True))
+        with _LOG_LOCK, self.command_log.open("a") as f:
             f.write(text)
 
     def run(

@@ -11,7 +11,7 @@ import datetime
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lab import analysis, bench, checks, pipeline, report, scripts, suite, verdicts
+from lab import analysis, bench, checks, pipeline, report, scripts, suite, together, verdicts
 from lab.config import BenchConfig, LabConfig
 from lab.errors import KernelFailure
 from lab.guest import Guest
@@ -53,15 +53,11 @@ def run_checks(
 ) -> list[CheckResult]:
     """Run (variant, case) items; one VM per variant, and a fresh one after
     any case in which the kernel failed or reported trouble, so one broken
-    case never decides the ones after it. Unless `fresh`, a variant whose
-    verdicts are cached under the same inputs is not run again."""
+    case never decides the ones after it. Independent cases run together
+    (lab.together, `[tests] lanes`). Unless `fresh`, a variant whose verdicts
+    are cached under the same inputs is not run again."""
     results: list[CheckResult] = []
-
-    def record(res: CheckResult) -> None:
-        results.append(res)
-        if on_result:
-            on_result(res)
-
+    record = on_result or (lambda _res: None)
     by_variant: dict[str, list[suite.Case]] = {}
     for variant, case in items:
         by_variant.setdefault(variant, []).append(case)
@@ -74,21 +70,47 @@ def run_checks(
                     "kernel, image, guest programs, suite and options; --fresh re-runs)")
             for res in cached:
                 record(res)
+            results += cached
             continue
         done = _run_variant(cfg, p, variant, cases, out, ui, repeat, record)
         verdicts.save(cfg.cache_root, key, out.name, done)
+        results += done
     return results
 
 
 def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list[suite.Case],
                  out: Path, ui: Ui, repeat: int,
                  record: Callable[[CheckResult], None]) -> list[CheckResult]:
+    """The variant's results in the cases' order."""
     done: list[CheckResult] = []
+
+    def keep(res: CheckResult) -> None:
+        done.append(res)
+        record(res)
+
     features = p.builds[variant].features
     pending = list(cases)
+    lanes = cfg.tests.lanes
+    batch: together.Batch | None = None
     while pending:
         try:
             with pipeline.deployed(cfg, p, variant, out, ui) as (_vm, guest):
+                group = together.grouped(pending, lanes)
+                if group:
+                    lanes = 1  # one batch per variant; what it leaves runs one by one
+                    batch = _run_together(group, guest, variant, features, lanes=cfg.tests.lanes,
+                                          repeat=repeat, ui=ui)
+                    if batch.trouble:
+                        ui.note(f"{variant}: {batch.trouble}; the cases run one by one on a "
+                                "fresh VM")
+                        continue
+                    for res in batch.passed:
+                        keep(res)
+                    passed = {r.name for r in batch.passed}
+                    pending = [c for c in pending if c.name not in passed]
+                    if batch.failed:
+                        ui.note(f"{variant}: {', '.join(batch.failed)} failed beside other "
+                                "cases; each runs again alone, and that verdict counts")
                 while pending:
                     case = pending.pop(0)
                     with ui.step(f"{variant}: {case.number:2d} {case.name}",
@@ -96,8 +118,13 @@ def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list
                         run = checks.run_case(case, guest, variant, features, repeat)
                         step.done("pass" if run.result.passed else "FAIL",
                                   detail=run.result.observed)
-                    done.append(run.result)
-                    record(run.result)
+                    res = run.result
+                    if batch is not None and case.name in batch.failed:
+                        seen = batch.failed[case.name]
+                        res = dataclasses.replace(res, details={
+                            **res.details, "together": {"passed": seen.passed,
+                                                        "observed": seen.observed}})
+                    keep(res)
                     if not run.vm_usable and pending:
                         ui.note(f"{variant}: {case.name}: the kernel failed or reported "
                                 "trouble; a fresh VM for the remaining cases")
@@ -106,11 +133,34 @@ def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list
             # The kernel failed while booting or deploying: every case left
             # fails with the same evidence (booting it again would too).
             for case in pending:
-                res = checks.boot_failure(case, variant, exc)
-                done.append(res)
-                record(res)
+                keep(checks.boot_failure(case, variant, exc))
             pending.clear()
-    return done
+    if batch is not None and (extra := together.unexplained(batch, variant, done)):
+        keep(extra)
+    order = {c.name: i for i, c in enumerate(cases)}
+    return sorted(done, key=lambda r: order.get(r.name, -1))
+
+
+def _run_together(group: list[suite.Case], guest: Guest, variant: str,
+                  features: tuple[str, ...], *, lanes: int, repeat: int,
+                  ui: Ui) -> together.Batch:
+    finished: list[str] = []
+    with ui.step(f"{variant}: {len(group)} cases together, {lanes} at a time",
+                 phase="cases") as step:
+        def progress(case: suite.Case) -> None:
+            finished.append(case.name)
+            step.update(f"{len(finished)}/{len(group)} done, last {case.name}")
+        batch = together.run_batch(group, guest, variant, features, lanes=lanes,
+                                   repeat=repeat, progress=progress)
+        step.done("kernel trouble" if batch.trouble else
+                  f"{len(batch.passed)} pass, {len(batch.failed)} to run alone")
+    if not batch.trouble:
+        for res in sorted([*batch.passed, *batch.failed.values()],
+                          key=lambda r: r.details["number"]):
+            ui.result(f"{variant}: {res.details['number']:2d} {res.name}",
+                      "pass" if res.passed else "fail beside others", res.duration_s,
+                      res.observed)
+    return batch
 
 
 def _incremental(out: Path, p: pipeline.Prepared) -> Callable[[CheckResult], None]:

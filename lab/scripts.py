@@ -267,7 +267,7 @@ def cases(scripts: Sequence[Script], variant: str, timeout_s: float) -> list[Cas
     return [
         Case(FIRST_NUMBER + i, s.check_name, f"user script {s.path}",
              lambda ctx, s=s: observe(ctx, s, variant, timeout_s),
-             budget_s=timeout_s + SETUP_BUDGET_S)
+             budget_s=timeout_s + SETUP_BUDGET_S, alone=True)
         for i, s in enumerate(scripts)
     ]
 

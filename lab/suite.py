@@ -56,6 +56,12 @@ class Observation:
 class CaseContext:
     guest: Guest
     features: tuple[str, ...]
+    # The case's mount point is /mnt/<mount_name>: unique among cases that run
+    # together in one guest (lab.together), so none sees another's files.
+    mount_name: str = "case"
+
+    def mount(self, options: ServerOptions) -> FuseMount:
+        return FuseMount(self.guest, options, name=self.mount_name)
 
     @property
     def parallel(self) -> bool:
@@ -74,6 +80,10 @@ class Case:
     title: str
     run: Callable[[CaseContext], Observation]
     budget_s: float = CASE_BUDGET_S
+    # Runs with no other case beside it (lab.together): it loads the guest's
+    # CPUs for a fixed time (fsx), or it is the user's script, whose needs we
+    # do not know.
+    alone: bool = False
 
 
 def _record(obj: Any) -> dict[str, Any]:
@@ -97,7 +107,7 @@ def _inflight_case(ctx: CaseContext, options: ServerOptions, want_parallel: bool
                    base: int = 0, stride: int = BLOCK, direct: bool = False,
                    name: str = "f") -> Observation:
     """N writers released together; count how many WRITEs the server held at once."""
-    with FuseMount(ctx.guest, options, name="case") as m:
+    with ctx.mount(options) as m:
         result = _pwrite(ctx, f"{m.path}/{name}", writers=WRITERS, block=BLOCK, base=base,
                          stride=stride, presize=WRITERS * BLOCK, direct=direct)
     stats = m.file_stats(name)
@@ -139,7 +149,7 @@ def case_cached_open(ctx: CaseContext) -> Observation:
     every direct write exclusive; before them, the writers' own opens decide."""
     g = ctx.guest
     options = ServerOptions(delay_write_us=HOLD_US, cached_readers=True)
-    with FuseMount(g, options, name="case") as m:
+    with ctx.mount(options) as m:
         f = f"{m.path}/c"
         g.run(["truncate", "-s", str(WRITERS * BLOCK), f], check=True)
         holder = g.run(f"sh -c 'exec 3<{f}; exec sleep 600' >/dev/null 2>&1 & echo $!",
@@ -165,7 +175,7 @@ def case_mmap(ctx: CaseContext) -> Observation:
     mapping leaves the lock choice alone on every generation: from 6.9 only a
     shared one switches the inode to caching I/O mode."""
     size = WRITERS * BLOCK
-    with FuseMount(ctx.guest, ServerOptions(delay_write_us=HOLD_US), name="case") as m:
+    with ctx.mount(ServerOptions(delay_write_us=HOLD_US)) as m:
         # The server's copy gets labprobe's pattern (tag 1) straight in the backing
         # file, so the mapped page can only hold it if it came from the server.
         _pwrite(ctx, f"{m.backing}/m", writers=1, block=size)
@@ -207,7 +217,7 @@ def case_eof_exact(ctx: CaseContext) -> Observation:
 def case_extending(ctx: CaseContext) -> Observation:
     """Half the writers inside the file, one across EOF, the rest beyond it."""
     presize = WRITERS * BLOCK // 2 + BLOCK // 2
-    with FuseMount(ctx.guest, ServerOptions(delay_write_us=HOLD_US), name="case") as m:
+    with ctx.mount(ServerOptions(delay_write_us=HOLD_US)) as m:
         result = _pwrite(ctx, f"{m.path}/f", writers=WRITERS, block=BLOCK, base=0,
                          presize=presize, verify=True)
     stats = m.file_stats("f")
@@ -227,7 +237,7 @@ def case_extending(ctx: CaseContext) -> Observation:
 def _append_case(ctx: CaseContext, *, stale: bool) -> Observation:
     writers, records, record = 4, 8, 512
     head = 16 * BLOCK if stale else 0
-    with FuseMount(ctx.guest, ServerOptions(delay_write_us=20_000), name="case") as m:
+    with ctx.mount(ServerOptions(delay_write_us=20_000)) as m:
         result = guestdata.parse_append(probe(
             ctx.guest, "append", file=f"{m.path}/a", writers=writers, records=records,
             record=record, presize=head or None, stale=stale, timeout=300))
@@ -265,7 +275,7 @@ def case_truncate_race(ctx: CaseContext) -> Observation:
     extended the file after it. Otherwise it proves nothing: inconclusive,
     which is never a pass."""
     options = ServerOptions(delay_write_us=200_000, delay_setattr_us=1_500_000)
-    with FuseMount(ctx.guest, options, name="case") as m:
+    with ctx.mount(options) as m:
         race = guestdata.parse_truncate_race(probe(
             ctx.guest, "truncate-race", file=f"{m.path}/t", writers=WRITERS, block=BLOCK,
             presize=WRITERS * BLOCK, truncate_to=0, writer_delay_ms=400, timeout=300))
@@ -297,7 +307,7 @@ def case_truncate_race(ctx: CaseContext) -> Observation:
 
 def case_integrity(ctx: CaseContext) -> Observation:
     block = 256 * 1024
-    with FuseMount(ctx.guest, ServerOptions(delay_write_us=50_000), name="case") as m:
+    with ctx.mount(ServerOptions(delay_write_us=50_000)) as m:
         result = _pwrite(ctx, f"{m.path}/d", writers=WRITERS, block=block, base=0,
                          presize=WRITERS * block, verify=True)
     ok, why = _writers_ok(result, block)
@@ -322,7 +332,7 @@ def case_attributes(ctx: CaseContext) -> Observation:
     g = ctx.guest
     size = WRITERS * BLOCK
     options = ServerOptions(delay_write_us=HOLD_US // 4, attr_timeout_s=60)
-    with FuseMount(g, options, name="case") as m:
+    with ctx.mount(options) as m:
         f = f"{m.path}/attr"
         g.run(["truncate", "-s", str(size), f], check=True)
         size0, mtime0 = _stat(g, f)
@@ -364,7 +374,7 @@ def case_zero_length(ctx: CaseContext) -> Observation:
     """Zero-length writes inside the file (shared path) and beyond EOF
     (exclusive path) return 0 without a WRITE reaching the server."""
     size = WRITERS * BLOCK
-    with FuseMount(ctx.guest, ServerOptions(delay_write_us=20_000), name="case") as m:
+    with ctx.mount(ServerOptions(delay_write_us=20_000)) as m:
         inside = _pwrite(ctx, f"{m.path}/z", writers=WRITERS, block=0, stride=BLOCK,
                          presize=size)
         beyond = _pwrite(ctx, f"{m.path}/z", writers=WRITERS, block=0, stride=BLOCK,
@@ -388,7 +398,7 @@ def case_efbig(ctx: CaseContext) -> Observation:
     limit = 4 * BLOCK
     base = BLOCK // 2  # writer 3 crosses the limit, writers 4.. start past it
     want = [BLOCK] * 3 + [limit - (base + 3 * BLOCK)] + [-1] * (WRITERS - 4)
-    with FuseMount(ctx.guest, ServerOptions(delay_write_us=HOLD_US // 2), name="case") as m:
+    with ctx.mount(ServerOptions(delay_write_us=HOLD_US // 2)) as m:
         shared = _pwrite(ctx, f"{m.path}/s", writers=WRITERS, block=BLOCK, base=base,
                          presize=4 * limit, rlimit_fsize=limit)
         excl = _pwrite(ctx, f"{m.path}/x", writers=WRITERS, block=BLOCK, base=base,
@@ -411,7 +421,7 @@ def case_efbig(ctx: CaseContext) -> Observation:
 
 def case_short_write(ctx: CaseContext) -> Observation:
     short = 4096
-    with FuseMount(ctx.guest, ServerOptions(short_write=short), name="case") as m:
+    with ctx.mount(ServerOptions(short_write=short)) as m:
         result = _pwrite(ctx, f"{m.path}/s", writers=1, block=BLOCK, base=0)
     ret = result.writers[0].ret
     passed = ret == short and result.final_size == short
@@ -425,7 +435,7 @@ def case_shared_short_write(ctx: CaseContext) -> Observation:
     the server took, the size stays, and they ran as the variant claims."""
     short = 4096
     options = ServerOptions(short_write=short, delay_write_us=HOLD_US)
-    with FuseMount(ctx.guest, options, name="case") as m:
+    with ctx.mount(options) as m:
         result = _pwrite(ctx, f"{m.path}/s", writers=WRITERS, block=BLOCK, base=0,
                          presize=WRITERS * BLOCK)
     stats = m.file_stats("s")
@@ -444,7 +454,7 @@ def _server_errors(ctx: CaseContext, *, inside: bool, direct: bool = False,
     options = ServerOptions(fail_write_every=every, fail_write_errno="ENOSPC",
                             delay_write_us=HOLD_US // 2 if inside else 20_000)
     size = writers * BLOCK
-    with FuseMount(ctx.guest, options, name="case") as m:
+    with ctx.mount(options) as m:
         result = _pwrite(ctx, f"{m.path}/e", writers=writers, block=BLOCK, base=0,
                          presize=size if inside else None, direct=direct, aio=aio)
     stats = m.file_stats("e")
@@ -478,7 +488,7 @@ def _failed_extending_write(ctx: CaseContext, *, direct: bool = False, aio: bool
     its third WRITE, so the failed write surely extended the file: the path
     the kernel chose for it (sync or async) shows in a SETATTR after it."""
     options = ServerOptions(fail_write_every=3, fail_write_errno="ENOSPC")
-    with FuseMount(ctx.guest, options, name="case") as m:
+    with ctx.mount(options) as m:
         loop = guestdata.parse_probe(
             probe(ctx.guest, "write-until-error", file=f"{m.path}/x", writers=1, block=BLOCK,
                   count=6, direct=direct, aio=aio), "labprobe write-until-error")
@@ -533,7 +543,7 @@ def case_lock_pairing(ctx: CaseContext) -> Observation:
     inode lock itself), then shared-lock writers again, on one file. A lock
     left held, or released as the wrong kind, hangs or warns here."""
     size = WRITERS * BLOCK
-    with FuseMount(ctx.guest, ServerOptions(delay_write_us=20_000), name="case") as m:
+    with ctx.mount(ServerOptions(delay_write_us=20_000)) as m:
         f = f"{m.path}/p"
         rounds = [_pwrite(ctx, f, writers=WRITERS, block=BLOCK, base=0, presize=size),
                   _pwrite(ctx, f, writers=WRITERS, block=BLOCK, base=size)]
@@ -565,14 +575,14 @@ def case_async_io(ctx: CaseContext) -> Observation:
     notes: list[str] = []
     inflight: dict[str, int] = {}
     for engine in ("libaio", "io_uring"):
-        with FuseMount(ctx.guest, ServerOptions(delay_write_us=20_000), name="case") as m:
+        with ctx.mount(ServerOptions(delay_write_us=20_000)) as m:
             ctx.guest.run(["truncate", "-s", "4M", f"{m.path}/aio"], check=True)
             notes.append(_fio(ctx, m, engine, (
                 f"[aio]\nfilename={m.path}/aio\nsize=4m\nbs=64k\nrw=randwrite\n"
                 f"ioengine={engine}\niodepth=8\ndirect=1\nverify=crc32c\ndo_verify=1\n"
                 "verify_fatal=1\n")))
         inflight[engine] = m.file_stats("aio").max_inflight
-    with FuseMount(ctx.guest, ServerOptions(delay_write_us=20_000), name="case") as m:
+    with ctx.mount(ServerOptions(delay_write_us=20_000)) as m:
         notes.append(_fio(ctx, m, "extending", (
             f"[ext]\nfilename={m.path}/ext\nsize=2m\nbs=64k\nrw=write\nioengine=libaio\n"
             "iodepth=8\ndirect=1\nfallocate=none\n")))
@@ -596,7 +606,7 @@ def case_async_io(ctx: CaseContext) -> Observation:
 
 
 def case_mixed(ctx: CaseContext) -> Observation:
-    with FuseMount(ctx.guest, ServerOptions(direct_io=False), name="case") as m:
+    with ctx.mount(ServerOptions(direct_io=False)) as m:
         result = guestdata.parse_mixed(probe(ctx.guest, "mixed", file=f"{m.path}/m",
                                              size=1024 * 1024, block=BLOCK))
     return Observation(result.ok, "readers see the data written",
@@ -606,8 +616,8 @@ def case_mixed(ctx: CaseContext) -> Observation:
 
 def case_server_death(ctx: CaseContext) -> Observation:
     g = ctx.guest
-    out = "/run/lab-death.json"
-    m = FuseMount(g, ServerOptions(delay_write_us=2_000_000), name="case")
+    out = f"/run/lab-{ctx.mount_name}-death.json"
+    m = ctx.mount(ServerOptions(delay_write_us=2_000_000))
     with m:
         pid = g.run(
             f"{REMOTE}/bin/labprobe write-until-error --file={m.path}/k --writers=4 "
@@ -672,7 +682,7 @@ CASES: tuple[Case, ...] = (
     # Beyond the feature: a seeded randomized exerciser checked against a model
     # (lab/fsx.py); 3 seeds x 4 s of operations, plus start-up, within budget.
     Case(24, "fsx", "randomized concurrent operations checked against a model",
-         _fsx_case, budget_s=45.0),
+         _fsx_case, budget_s=45.0, alone=True),
     Case(25, "aio-server-errors", "server errors on extending AIO writes to plain fds",
          case_aio_server_errors),
     Case(26, "mmap", "shared and private mappings during parallel direct writes", case_mmap),

@@ -123,10 +123,13 @@ class Ui:
                 if not self.quiet:
                     self.console.print(f"[red]x[/] {name}: failed after {step.elapsed:.1f}s")
                 raise
+        self.result(name, step.result or "done", step.elapsed, step.detail)
+
+    def result(self, name: str, result: str, seconds: float, detail: str = "") -> None:
+        """A finished step's line (also for work that ran inside another step)."""
         if not self.quiet:
-            result = step.result or "done"
-            extra = f" [dim]{step.detail}[/]" if step.detail else ""
-            self.console.print(f"[green]✓[/] {name}: {result} ({step.elapsed:.1f}s){extra}")
+            extra = f" [dim]{escape(detail)}[/]" if detail else ""
+            self.console.print(f"[green]✓[/] {name}: {result} ({seconds:.1f}s){extra}")
 
     def note(self, message: str) -> None:
         if not self.quiet:

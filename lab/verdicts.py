@@ -2,8 +2,8 @@
 
 The key covers the kernel build, the root image, the guest programs, the
 code of the suite and its runner, the cases and their order, the user's
-scripts, the repeat count and the accelerator. An unchanged `baseline` is
-then not booted and checked again when only the patch under test changed;
+scripts, the repeat count, how many cases run together and the accelerator.
+An unchanged `baseline` is then not booted and checked again when only the patch under test changed;
 `--fresh` runs everything regardless.
 """
 
@@ -26,6 +26,7 @@ from lab import (
     machine,
     scripts,
     suite,
+    together,
     workloads,
 )
 from lab.config import LabConfig
@@ -34,7 +35,7 @@ from lab.results import CheckResult
 
 # Code whose change can change a verdict.
 _CODE = (suite, checks, workloads, guestdata, guest, machine, console, features, fsx, ktap,
-         scripts)
+         scripts, together)
 VERSION = "2"  # 2: the variant's claimed features are part of the key
 
 
@@ -49,6 +50,7 @@ def key(cfg: LabConfig, p: Prepared, variant: str, cases: Sequence[suite.Case],
         json.dumps(dataclasses.asdict(cfg.vm), default=str),
         *(Path(m.__file__).read_bytes() for m in _CODE), *scripts,
         json.dumps([c.name for c in cases]), str(repeat), str(cfg.tests.script_timeout_s),
+        str(cfg.tests.lanes),
     ])
 
 

@@ -2,32 +2,59 @@
 
 Each case is judged against what the variant claims; with the default
 variants, `baseline` (no feature) and `patched` (the series' newest version)
-must both pass every case. Calibration against v1..v5 is in the README.
+must both pass every case. The cases run as `lab test` runs them: the
+independent ones together in one guest (lab.together), a case that fails
+beside others again alone. Calibration against v1..v5 is in the README.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from lab import checks, suite
+from lab import checks, suite, together
+from lab.results import CheckResult
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
 
+LANES = 4
+
+
+@pytest.fixture(scope="session")
+def suite_results(variant, fleet, builds) -> dict[str, CheckResult]:
+    """Every case's result on one variant's VM."""
+    _vm, guest = fleet(variant)
+    features = builds[variant].features
+    batch = together.run_batch(together.grouped(suite.CASES, LANES), guest, variant, features,
+                               lanes=LANES)
+    assert not batch.trouble, f"{variant}: {batch.trouble}\n{batch.evidence}"
+    results = {r.name: r for r in batch.passed}
+    for case in suite.CASES:
+        if case.name not in results:  # run alone, or failed beside others
+            results[case.name] = checks.run_case(case, guest, variant, features).result
+    return results
+
 
 @pytest.mark.parametrize("case", suite.CASES, ids=lambda c: f"{c.number:02d}-{c.name}")
-def test_case(case, variant, fleet, builds):
-    vm, guest = fleet(variant)
-    result = checks.run_case(case, guest, variant, builds[variant].features).result
+def test_case(case, variant, suite_results):
+    result = suite_results[case.name]
     assert result.passed, (
         f"{variant} {case.name}: expected {result.expected}; observed {result.observed}\n"
         f"{result.console_excerpt}"
     )
 
 
-def test_the_suite_can_fail_a_false_claim(fleet):
-    """Calibration: the baseline, declared to have the feature, fails case 1."""
+def test_the_suite_can_fail_a_false_claim_also_among_other_cases(fleet):
+    """Calibration: the baseline, declared to have the feature, fails the
+    parallel cases while they run beside others, and passes the one whose
+    answer the claim does not change."""
     _vm, guest = fleet("baseline")
-    case = next(c for c in suite.CASES if c.name == "parallel-nonextending")
-    result = checks.run_case(case, guest, "baseline-claiming", (suite.FEATURE,)).result
-    assert not result.passed
-    assert result.observed.startswith("1 of 8")
+    names = ("parallel-nonextending", "parallel-odirect", "flag-off")
+    cases = [c for c in suite.CASES if c.name in names]
+    batch = together.run_batch(cases, guest, "baseline-claiming", (suite.FEATURE,),
+                               lanes=len(cases))
+    assert not batch.trouble
+    assert sorted(batch.failed) == ["parallel-nonextending", "parallel-odirect"]
+    assert all(r.observed.startswith("1 of 8") for r in batch.failed.values())
+    assert [r.name for r in batch.passed] == ["flag-off"]
+    alone = checks.run_case(cases[0], guest, "baseline-claiming", (suite.FEATURE,)).result
+    assert not alone.passed and alone.observed.startswith("1 of 8")
