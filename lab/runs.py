@@ -135,9 +135,11 @@ def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list
             for case in pending:
                 keep(checks.boot_failure(case, variant, exc))
             pending.clear()
-    if batch is not None and (extra := together.unexplained(batch, variant, done)):
+    if batch is None:
+        return done  # one by one: already in the cases' order
+    if extra := together.unexplained(batch, variant, done):
         keep(extra)
-    order = {c.name: i for i, c in enumerate(cases)}
+    order = {c.name: i for i, c in enumerate(cases)}  # names are unique in a batch
     return sorted(done, key=lambda r: order.get(r.name, -1))
 
 

@@ -46,8 +46,11 @@ class Batch:
 
 
 def grouped(cases: Sequence[Case], lanes: int) -> list[Case]:
-    """The cases that may run together (none when there is one lane or one case)."""
+    """The cases that may run together: none when there is one lane or one
+    case, or when a case is asked for twice (a mount and a result per name)."""
     group = [c for c in cases if not c.alone]
+    if len({c.name for c in cases}) < len(cases):
+        return []
     return group if lanes > 1 and len(group) > 1 else []
 
 

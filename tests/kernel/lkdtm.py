@@ -43,4 +43,6 @@ def provoke_case(kind: str, wait_s: float = 60.0) -> suite.Case:
             g.run(f"echo {kind} > {DIRECT}", timeout=wait_s)
         return suite.Observation(True, "the kernel survives", f"{kind} provoked")
 
-    return suite.Case(900, f"lkdtm-{kind.lower()}", f"LKDTM {kind}", run, budget_s=wait_s + 60)
+    # Alone: it breaks the kernel on purpose, and every provoke mounts debugfs.
+    return suite.Case(900, f"lkdtm-{kind.lower()}", f"LKDTM {kind}", run, budget_s=wait_s + 60,
+                      alone=True)

@@ -72,6 +72,7 @@ def test_grouped_keeps_alone_cases_out_and_needs_two_lanes_and_two_cases():
     assert [c.name for c in together.grouped(cases, 4)] == ["c1", "c2"]
     assert together.grouped(cases, 1) == []
     assert together.grouped(cases[:1] + cases[2:], 4) == []
+    assert together.grouped([*cases, cases[0]], 4) == []  # c1 asked for twice
 
 
 def test_cases_really_run_at_the_same_time_each_on_its_own_mount_and_connection():
