@@ -8,6 +8,7 @@ N writers in at once should approach N times the bandwidth).
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import shutil
 import tempfile
@@ -17,12 +18,12 @@ from pathlib import Path
 
 from lab import jobfile, proc
 from lab.config import BenchConfig
-from lab.errors import ConfigError, GuestError, ToolMissing
-from lab.fio import MIB, FioJob, parse_fio_json
+from lab.errors import ConfigError, GuestError, ParseError, ToolMissing
+from lab.fio import MIB, SHARED_FILE, FioJob, parse_fio_json, parse_fio_runs, render_runs
 from lab.guest import Guest
 from lab.guestdata import parse_server_stats
 from lab.results import BenchSample
-from lab.workloads import REMOTE, FuseMount, ServerOptions, fio_script
+from lab.workloads import REMOTE, FuseMount, ServerOptions
 
 MOUNT_NAME = "bench"
 MOUNT = f"/mnt/{MOUNT_NAME}"  # where FuseMount(name=MOUNT_NAME) mounts labfs
@@ -51,17 +52,18 @@ def workloads(cfg: BenchConfig) -> tuple[str, ...]:
 
 
 def plan(cfg: BenchConfig, variants: Sequence[str]) -> list[Point]:
-    """Every run, in the order they execute: variants interleaved per point so
-    slow drift of the host (thermal, other load) hits both sides alike. Each
-    mode sweeps its own widths (BenchConfig.jobs_for); a job file is swept
-    like a built-in workload, its numjobs set per point."""
+    """Every run, in the order they execute. A point's repeats run back to back
+    (one fio process, see `run_points`) and the variants take turns point by
+    point, so slow drift of the host (thermal, other load) hits both sides
+    alike. Each mode sweeps its own widths (BenchConfig.jobs_for); a job file
+    is swept like a built-in workload, its numjobs set per point."""
     return [
         Point(v, mode, workload, n, r)
         for mode in cfg.modes
         for workload in workloads(cfg)
         for n in cfg.jobs_for(mode)
-        for r in range(cfg.repeat)
         for v in variants
+        for r in range(cfg.repeat)
     ]
 
 
@@ -226,58 +228,105 @@ def _snapshot_lines(mount: FuseMount) -> list[str]:
 
 def run_point(guest: Guest, cfg: BenchConfig, point: Point,
               job: jobfile.JobFile | None = None, pool: MountPool | None = None) -> BenchSample:
-    """One fio run in a folder of its own on a (kept) labfs mount: one SSH command
-    creates the folder, writes the job, runs fio and snapshots the counters."""
+    """One fio run in a folder of its own on a (kept) labfs mount."""
+    return run_points(guest, cfg, [point], job, pool)[0]
+
+
+def run_points(guest: Guest, cfg: BenchConfig, points: Sequence[Point],
+               job: jobfile.JobFile | None = None,
+               pool: MountPool | None = None) -> list[BenchSample]:
+    """Repeats of one point (same variant, mode, workload and numjobs), each in
+    a folder of its own on a (kept) labfs mount: one SSH command creates the
+    folders, writes the job, runs fio once for all of them (fio.render_runs)
+    and snapshots the counters. A user's job file runs one point at a time."""
     if pool is None:
         with MountPool() as own:
-            return run_point(guest, cfg, point, job, own)
-    options = server_options(cfg, point.mode)
+            return run_points(guest, cfg, points, job, own)
+    first = points[0]
+    if job is not None and len(points) > 1:
+        raise ValueError("a job file runs one point at a time")
+    if any((p.variant, p.mode, p.workload, p.numjobs)
+           != (first.variant, first.mode, first.workload, first.numjobs) for p in points):
+        raise ValueError("run_points: repeats of one point only")
+    options = server_options(cfg, first.mode)
     mount = pool.mount(guest, options)
-    name = pool.folder()
-    folder = f"{mount.path}/{name}"
+    names = [pool.folder() for _ in points]
+    folders = [f"{mount.path}/{name}" for name in names]
     output = f"/run/lab-fio-{MOUNT_NAME}.json"
+    spec = None
     if job is not None:
-        run = job_file_script(job, point.numjobs, folder, output)
+        run = job_file_script(job, first.numjobs, folders[0], output)
         timeout = JOB_FILE_TIMEOUT_S
-        spec = None
     else:
-        spec = FioJob(workload=point.workload, numjobs=point.numjobs, directory=folder,
+        spec = FioJob(workload=first.workload, numjobs=first.numjobs, directory=folders[0],
                       size_per_job=cfg.size_mib * MIB, runtime_s=cfg.runtime_s)
-        run = fio_script(spec, f"{REMOTE}/job.fio", output)
-        timeout = cfg.runtime_s * 10 + 120
+        run = _runs_script(spec, folders, output)
+        timeout = (cfg.runtime_s * 10 + 120) * len(points)
     mark = "/run/lab-stats-mark"
-    # The run's files stay: labfs discards the data (null writes), and the
+    # The runs' files stay: labfs discards the data (null writes), and the
     # next run works in a new folder.
     script = "\n".join([
-        f"mkdir -p {shlex.quote(folder)} || exit 1",
+        f"mkdir -p {' '.join(shlex.quote(f) for f in folders)} || exit 1",
         f"( {run} ) || {{ rc=$?; cat {output} 2>/dev/null; exit $rc; }}",
         *_snapshot_lines(mount),
         f"echo {shlex.quote(STATS_MARK)} > {mark}",
         f"cat {output} {mark} {shlex.quote(mount.stats_path)}"])
     result = guest.run(script, timeout=timeout)
     fio_json, _, stats_json = result.stdout.partition(f"{STATS_MARK}\n")
+    what = job.source if job is not None else f"{first.workload}, {first.numjobs} jobs"
     if not result.ok or not stats_json:
-        what = job.source if job is not None else f"{point.workload}, {point.numjobs} jobs"
         raise GuestError(f"fio failed ({what})", excerpt=result.tail())
-    fio = parse_fio_json(fio_json)
+    fios = [parse_fio_json(fio_json)] if job is not None else parse_fio_runs(fio_json)
+    if len(fios) != len(points):
+        raise ParseError(f"fio ({what}): {len(fios)} results for {len(points)} runs",
+                         excerpt=fio_json[-2000:])
     stats = parse_server_stats(stats_json)
-    if spec is not None and spec.shared:
-        # Only the shared file: fio's own files (none here) must not count.
-        files = [stats.file(f"{name}/{spec.shared_file.name}")]
-    else:
-        files = [c for path, c in stats.files.items() if path.startswith(f"{name}/")]
-    return BenchSample(
-        variant=point.variant,
-        workload=point.workload,
-        mode=point.mode,
-        numjobs=point.numjobs,
-        repeat=point.repeat,
-        bw_bytes=fio.bw_bytes,
-        iops=fio.iops,
-        max_inflight=max((f.max_inflight for f in files), default=0),
-        extending_writes=sum(f.extending_writes for f in files),
-        write_delay_us=options.delay_write_us,
-    )
+    samples = []
+    for point, name, fio in zip(points, names, fios, strict=True):
+        if spec is not None and spec.shared:
+            # Only the shared file: fio's own files (none here) must not count.
+            files = [stats.file(f"{name}/{SHARED_FILE}")]
+        else:
+            files = [c for path, c in stats.files.items() if path.startswith(f"{name}/")]
+        samples.append(BenchSample(
+            variant=point.variant,
+            workload=point.workload,
+            mode=point.mode,
+            numjobs=point.numjobs,
+            repeat=point.repeat,
+            bw_bytes=fio.bw_bytes,
+            iops=fio.iops,
+            max_inflight=max((f.max_inflight for f in files), default=0),
+            extending_writes=sum(f.extending_writes for f in files),
+            write_delay_us=options.delay_write_us,
+        ))
+    return samples
+
+
+def _runs_script(spec: FioJob, folders: Sequence[str], output: str) -> str:
+    """Shell lines that write the job file (printf, a builtin: no copy over
+    SFTP), pre-size each run's shared file if the workload asks, and run fio."""
+    path = f"{REMOTE}/job.fio"
+    lines = [f"printf '%s' {shlex.quote(render_runs(spec, folders))} > {path}"]
+    lines += [shlex.join(dataclasses.replace(spec, directory=f).presize_argv())
+              for f in folders if spec.presize_argv()]
+    lines.append(shlex.join(["fio", "--output-format=json", f"--output={output}", path]))
+    return " && ".join(lines)
+
+
+def batches(points: Sequence[Point], one_by_one: bool = False) -> list[list[Point]]:
+    """Consecutive repeats of one point, run by one fio process (one each
+    with `one_by_one`: a user's job file)."""
+    out: list[list[Point]] = []
+    for point in points:
+        last = out[-1][-1] if out else None
+        if (not one_by_one and last is not None and (last.variant, last.mode, last.workload,
+                                                      last.numjobs)
+                == (point.variant, point.mode, point.workload, point.numjobs)):
+            out[-1].append(point)
+        else:
+            out.append([point])
+    return out
 
 
 def run_plan(
@@ -287,11 +336,12 @@ def run_plan(
     on_sample: Callable[[int, Point, BenchSample], None] | None = None,
 ) -> list[BenchSample]:
     job = load_job_file(cfg) if cfg.job_file else None
-    samples = []
+    samples: list[BenchSample] = []
     with MountPool() as pool:
-        for i, point in enumerate(points):
-            sample = run_point(guests[point.variant], cfg, point, job, pool)
-            samples.append(sample)
-            if on_sample:
-                on_sample(i, point, sample)
+        for batch in batches(points, one_by_one=job is not None):
+            for point, sample in zip(batch, run_points(guests[batch[0].variant], cfg, batch,
+                                                       job, pool), strict=True):
+                if on_sample:
+                    on_sample(len(samples), point, sample)
+                samples.append(sample)
     return samples

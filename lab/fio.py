@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -134,22 +135,45 @@ def render_job(spec: FioJob) -> str:
     not used: fio would lay the file out with writes through FUSE.
     fpj: one file per job, named by fio, sequential writes.
     """
-    glob, name, job = _sections(spec)
-    for key, value in spec.extra:
-        (glob if key in glob else job)[key] = value
-
-    def lines(options: dict[str, str]) -> list[str]:
-        return [f"{k}={v}" if v != "" else k for k, v in options.items()]
-
+    glob, name, job = _with_extra(spec)
     out = [
         f"; kernel-lab {spec.workload}: numjobs={spec.numjobs}",
         "[global]",
-        *lines(glob),
+        *_lines(glob),
         "",
         f"[{name}]",
-        *lines(job),
+        *_lines(job),
     ]
     return "\n".join(out) + "\n"
+
+
+def render_runs(spec: FioJob, directories: Sequence[str]) -> str:
+    """One job file that runs `spec` once in each directory, one run after the
+    other (`stonewall`: each run is its own reporting group, parsed by
+    `parse_fio_runs`). One fio process then serves all the repeats of a point:
+    under TCG fio's own start and exit cost about a second."""
+    glob, name, job = _with_extra(spec)
+    # Each run names its own folder, and the shared file after it: fio places
+    # a `filename` given in [global] before any job's `directory` is known.
+    glob.pop("directory", None)
+    where = {"filename": glob.pop("filename")} if "filename" in glob else {}
+    out = [f"; kernel-lab {spec.workload}: numjobs={spec.numjobs}, {len(directories)} runs",
+           "[global]", *_lines(glob)]
+    for i, directory in enumerate(directories):
+        out += ["", f"[{name}-{i + 1}]", f"directory={directory}", *_lines(where),
+                *_lines(job), *(["stonewall"] if i else [])]
+    return "\n".join(out) + "\n"
+
+
+def _with_extra(spec: FioJob) -> tuple[dict[str, str], str, dict[str, str]]:
+    glob, name, job = _sections(spec)
+    for key, value in spec.extra:
+        (glob if key in glob else job)[key] = value
+    return glob, name, job
+
+
+def _lines(options: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" if v != "" else k for k, v in options.items()]
 
 
 @dataclass(frozen=True)
@@ -233,6 +257,12 @@ def parse_fio_json(text: str) -> FioResult:
     Lines before the first line that starts with '{' (warnings fio prints
     before its JSON) and anything after the object are ignored.
     """
+    doc = _document(text)
+    return _summed(doc["jobs"], doc.get("global options") or {}, str(doc.get("fio version", "")))
+
+
+def _document(text: str) -> dict[str, Any]:
+    """fio's JSON object, with a non-empty `jobs` list."""
     start = _json_start(text)
     try:
         doc, _ = json.JSONDecoder().raw_decode(text, start)
@@ -243,8 +273,23 @@ def parse_fio_json(text: str) -> FioResult:
     jobs = doc.get("jobs")
     if not isinstance(jobs, list) or not jobs:
         raise ParseError("fio JSON has no 'jobs' entries", excerpt=_head(text[start:]))
-    global_opts = doc.get("global options") or {}
+    return doc
 
+
+def parse_fio_runs(text: str) -> list[FioResult]:
+    """Parse the output of a `render_runs` job file: one result per run
+    (reporting group), in the order they ran."""
+    doc = _document(text)
+    runs: dict[Any, list[dict[str, Any]]] = {}
+    for i, job in enumerate(doc["jobs"]):
+        if not isinstance(job, dict) or "groupid" not in job:
+            raise ParseError(f"fio JSON: jobs[{i}] has no 'groupid'")
+        runs.setdefault(job["groupid"], []).append(job)
+    version = str(doc.get("fio version", ""))
+    return [_summed(jobs, doc.get("global options") or {}, version) for jobs in runs.values()]
+
+
+def _summed(jobs: list[Any], global_opts: dict[str, Any], version: str) -> FioResult:
     bw = iops = 0.0
     io_bytes = runtime = threads = error = 0
     clat: list[tuple[dict[str, Any], float]] = []
@@ -285,5 +330,5 @@ def parse_fio_json(text: str) -> FioResult:
         jobs=threads,
         entries=len(jobs),
         error=error,
-        fio_version=str(doc.get("fio version", "")),
+        fio_version=version,
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.errors import ConfigError, GuestError, KernelHang, ParseError
 from lab.guest import Guest
-from lab.guestdata import _Fields, load_json
+from lab.guestdata import Fields, load_json
 from lab.workloads import REMOTE, ServerOptions
 
 if TYPE_CHECKING:  # lab.suite imports this module for its list of cases
@@ -200,32 +200,32 @@ class FsxResult:
         return dataclasses.asdict(self)
 
 
-def _op(f: _Fields) -> FsxOp:
+def _op(f: Fields) -> FsxOp:
     return FsxOp(op=f.int("op"), kind=_str(f, "kind"), sub=f.opt_str("sub"), file=f.int("file"),
                  offset=f.int("offset"), length=f.int("length"), result=_str(f, "result"))
 
 
-def _str(f: _Fields, key: str) -> str:
+def _str(f: Fields, key: str) -> str:
     value = f.opt_str(key)
     if value is None:
         raise ParseError(f"{f.what}: field {key!r} is missing or null")
     return value
 
 
-def _failure(f: _Fields, history: _Fields) -> FsxFailure:
+def _failure(f: Fields, history: Fields) -> FsxFailure:
     return FsxFailure(
         type=_str(f, "type"), what=_str(f, "what"), thread=f.int("thread"), op=f.int("op"),
         kind=_str(f, "kind"), file=f.int("file"), path=f.opt_str("path"),
         offset=f.opt_int("offset"), bytes_at=f.opt_int("bytes_at"),
         expected=f.opt_str("expected"), expected_is=f.opt_str("expected_is"),
         actual=f.opt_str("actual"), actual_is=f.opt_str("actual_is"),
-        history={int(t): tuple(_op(_Fields(o, f"{history.what}[{t}]"))
+        history={int(t): tuple(_op(Fields(o, f"{history.what}[{t}]"))
                                for o in history.list(t)) for t in history.data})
 
 
 def parse_fsx(text: str) -> FsxResult:
     """labfsx's JSON as typed records; a missing field is a ParseError naming it."""
-    f = _Fields(load_json(text, "labfsx output"), "labfsx output")
+    f = Fields(load_json(text, "labfsx output"), "labfsx output")
     result = _str(f, "result")
     if result not in RESULTS:
         raise ParseError(f"labfsx output: result {result!r} is not one of {', '.join(RESULTS)}")

@@ -17,7 +17,7 @@ from lab.errors import ParseError
 T = TypeVar("T")
 
 
-class _Fields:
+class Fields:
     """Typed access to one JSON object, naming the record and the field on error."""
 
     def __init__(self, data: Any, what: str) -> None:
@@ -60,8 +60,8 @@ class _Fields:
     def list(self, key: str) -> list[Any]:
         return self._get(key, (list,), False)
 
-    def obj(self, key: str) -> _Fields:
-        return _Fields(self._get(key, (dict,), False), f"{self.what}.{key}")
+    def obj(self, key: str) -> Fields:
+        return Fields(self._get(key, (dict,), False), f"{self.what}.{key}")
 
 
 def load_json(text: str, what: str) -> Any:
@@ -88,7 +88,7 @@ class FileCounters:
     short_writes: int
 
     @classmethod
-    def parse(cls, f: _Fields) -> FileCounters:
+    def parse(cls, f: Fields) -> FileCounters:
         return cls(*(f.int(name) for name in cls.__dataclass_fields__))
 
 
@@ -108,7 +108,7 @@ class ServerStats:
 
 
 def parse_server_stats(text: str) -> ServerStats:
-    f = _Fields(load_json(text, "labfs counters"), "labfs counters")
+    f = Fields(load_json(text, "labfs counters"), "labfs counters")
     totals = f.obj("totals")
     files = f.obj("files")
     return ServerStats(
@@ -134,7 +134,7 @@ class Writer:
     end_ms: float
 
     @classmethod
-    def parse(cls, f: _Fields) -> Writer:
+    def parse(cls, f: Fields) -> Writer:
         looping = "last_ret" in f.data
         return cls(
             index=f.int("writer"),
@@ -165,7 +165,7 @@ class MmapProbe:
     first_word: int  # read through the private mapping
 
     @classmethod
-    def parse(cls, f: _Fields) -> MmapProbe:
+    def parse(cls, f: Fields) -> MmapProbe:
         return cls(f.opt_str("open_errno_name"), f.opt_str("shared_errno_name"),
                    f.opt_str("private_errno_name"), f.int("first_word"))
 
@@ -184,15 +184,15 @@ class ProbeResult:
         return [w for w in self.writers if w.ret != length]
 
 
-def _writers(f: _Fields) -> tuple[Writer, ...]:
-    return tuple(Writer.parse(_Fields(w, f"{f.what}.writers[{i}]"))
+def _writers(f: Fields) -> tuple[Writer, ...]:
+    return tuple(Writer.parse(Fields(w, f"{f.what}.writers[{i}]"))
                  for i, w in enumerate(f.list("writers")))
 
 
 def parse_probe(data: Any, what: str) -> ProbeResult:
-    f = _Fields(data, what)
+    f = Fields(data, what)
     bad = tuple(BadBlock(b.int("writer"), b.int("first_bad_offset"), b.opt_str("reason") or "")
-                for b in (_Fields(x, f"{what}.bad_blocks") for x in
+                for b in (Fields(x, f"{what}.bad_blocks") for x in
                           (f.list("bad_blocks") if "bad_blocks" in f.data else [])))
     mmap = MmapProbe.parse(f.obj("mmap")) if "mmap" in f.data else None
     return ProbeResult(_writers(f), f.opt_int("final_size"), f.opt_bool("verify_ok"), bad, mmap)
@@ -210,7 +210,7 @@ class TruncateRace:
 
 def parse_truncate_race(data: Any) -> TruncateRace:
     what = "labprobe truncate-race"
-    f = _Fields(data, what)
+    f = Fields(data, what)
     tr = f.obj("truncate")
     return TruncateRace(parse_probe(data, what), tr.int("ret"), tr.float("start_ms"),
                         tr.float("end_ms"), f.float("writers_released_ms"),
@@ -233,7 +233,7 @@ class AppendResult:
 
 def parse_append(data: Any) -> AppendResult:
     what = "labprobe append"
-    f = _Fields(data, what)
+    f = Fields(data, what)
     read_ok = f.bool("read_ok")
     counts = {k: (f.int(k) if read_ok else 0) for k in
               ("records_expected", "records_found", "duplicates", "missing", "torn",
@@ -249,7 +249,7 @@ class MixedResult:
 
 
 def parse_mixed(data: Any) -> MixedResult:
-    f = _Fields(data, "labprobe mixed")
+    f = Fields(data, "labprobe mixed")
     bad = f.obj("buffered_read").int("mismatched_blocks")
     if isinstance(f.data.get("direct_read"), dict):
         bad += f.obj("direct_read").int("mismatched_blocks")

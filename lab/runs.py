@@ -109,8 +109,9 @@ def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list
                     passed = {r.name for r in batch.passed}
                     pending = [c for c in pending if c.name not in passed]
                     if batch.failed:
+                        again = "it runs" if len(batch.failed) == 1 else "each runs"
                         ui.note(f"{variant}: {', '.join(batch.failed)} failed beside other "
-                                "cases; each runs again alone, and that verdict counts")
+                                f"cases; {again} again alone, and that verdict counts")
                 while pending:
                     case = pending.pop(0)
                     with ui.step(f"{variant}: {case.number:2d} {case.name}",

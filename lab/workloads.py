@@ -7,14 +7,12 @@ the sources and the image, so later VMs only copy them in.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lab import cache
 from lab.errors import GuestError, GuestProgramFailed
-from lab.fio import FioJob, FioResult, parse_fio_json, render_job
 from lab.guest import Guest
 from lab.guestdata import FileCounters, ServerStats, load_json, parse_server_stats
 
@@ -185,24 +183,3 @@ def probe(guest: Guest, subcommand: str, timeout: float = 120, **options: Any) -
         raise GuestProgramFailed(f"labprobe {subcommand}: {result.stderr.strip()[:300]}",
                                  excerpt=result.tail())
     return load_json(result.stdout, f"labprobe {subcommand}")
-
-
-def fio_script(job: FioJob, job_path: str, output: str = "") -> str:
-    """Shell lines that write the job file (printf, a builtin: no copy over
-    SFTP), pre-size the shared file if the workload asks, and run fio.
-
-    With `output`, fio writes its JSON there instead of to stdout."""
-    fio = ["fio", "--output-format=json", *([f"--output={output}"] if output else []), job_path]
-    lines = [f"printf '%s' {shlex.quote(render_job(job))} > {shlex.quote(job_path)}"]
-    if job.presize_argv():
-        lines.append(shlex.join(job.presize_argv()))
-    lines.append(shlex.join(fio))
-    return " && ".join(lines)
-
-
-def run_fio(guest: Guest, job: FioJob, timeout: float = 600) -> FioResult:
-    """Render the job, run fio on it in the guest (one SSH command), parse its JSON."""
-    result = guest.run(fio_script(job, f"{REMOTE}/job.fio"), timeout=timeout)
-    if not result.ok:
-        raise GuestError(f"fio failed ({job.workload}, {job.numjobs} jobs)", excerpt=result.tail())
-    return parse_fio_json(result.stdout)

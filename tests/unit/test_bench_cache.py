@@ -13,12 +13,20 @@ from lab.shard import Shard, select
 from lab.workloads import ServerOptions
 
 
-def test_plan_interleaves_variants_point_by_point():
+def test_plan_runs_a_points_repeats_together_and_the_variants_take_turns():
     cfg = BenchConfig(workloads=("ssf",), jobs=(1, 8), modes=("latency",), repeat=2)
     points = bench.plan(cfg, ["baseline", "patched"])
     assert len(points) == 8
-    assert [p.variant for p in points[:4]] == ["baseline", "patched"] * 2
+    assert [(p.variant, p.numjobs, p.repeat) for p in points[:4]] == [
+        ("baseline", 1, 0), ("baseline", 1, 1), ("patched", 1, 0), ("patched", 1, 1)]
     assert len({p.key for p in points}) == len(points)
+    batches = bench.batches(points)
+    assert [len(b) for b in batches] == [2, 2, 2, 2]  # one fio process per point
+    assert all(len({(p.variant, p.numjobs) for p in b}) == 1 for b in batches)
+    assert [len(b) for b in bench.batches(points, one_by_one=True)] == [1] * 8
+    # A shard that splits a point's repeats runs what it holds of it together.
+    odd = [p for i, p in enumerate(points) if i != 1]
+    assert [len(b) for b in bench.batches(odd)] == [1, 2, 2, 2]
 
 
 def test_plan_shards_cover_everything_once():

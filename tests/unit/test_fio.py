@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from lab.errors import ConfigError, ParseError
-from lab.fio import MIB, FioJob, parse_fio_json, render_job
+from lab.fio import MIB, FioJob, parse_fio_json, parse_fio_runs, render_job, render_runs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fio"
 
@@ -169,3 +169,32 @@ def test_missing_percentiles_give_none():
 def test_garbage_is_a_parse_error(text):
     with pytest.raises(ParseError):
         parse_fio_json(text)
+
+
+def test_a_points_repeats_render_as_stonewalled_runs_in_their_own_folders():
+    spec = FioJob("ssf-presized", 4, "/mnt/bench/run1", 16 * MIB, runtime_s=1)
+    folders = ["/mnt/bench/run1", "/mnt/bench/run2", "/mnt/bench/run3"]
+    text = render_runs(spec, folders)
+    sections = text.split("\n\n")
+    # Each run names its folder and then the file: fio would put a [global]
+    # filename in its working directory, whatever a job's directory says.
+    assert "directory=" not in sections[0] and "filename=" not in sections[0]
+    assert [s.splitlines()[0] for s in sections[1:]] == ["[write-1]", "[write-2]", "[write-3]"]
+    for i, (section, folder) in enumerate(zip(sections[1:], folders, strict=True)):
+        assert section.splitlines()[1:3] == [f"directory={folder}", "filename=ssf"]
+        assert "numjobs=4" in section
+        assert ("stonewall" in section.splitlines()) == (i > 0)
+    one = options(render_job(spec))
+    assert {k: v for k, v in options(text).items() if k != "directory"} == {
+        k: v for k, v in one.items() if k != "directory"}
+
+
+def test_parse_runs_gives_one_result_per_stonewalled_run():
+    # Real fio 3.33 output of such a job file: 3 runs of 4 jobs, on the host's disk.
+    text = (DATA / "ssf-presized-4-x3-runs.json").read_text()
+    runs = parse_fio_runs(text)
+    assert len(runs) == 3 and all(r.jobs == 4 and r.entries == 1 for r in runs)
+    assert len({r.bw_bytes for r in runs}) == 3
+    assert sum(r.io_bytes for r in runs) == parse_fio_json(text).io_bytes
+    with pytest.raises(ParseError, match="groupid"):
+        parse_fio_runs(json.dumps({"jobs": [{"write": {}}]}))
