@@ -45,6 +45,11 @@ class Point:
     def key(self) -> str:
         return f"bench/{self.variant}/{self.mode}/{self.workload}/{self.numjobs}/{self.repeat}"
 
+    @property
+    def setting(self) -> tuple[str, str, str, int]:
+        """What the repeats of this point share: one fio process runs them."""
+        return self.variant, self.mode, self.workload, self.numjobs
+
 
 def workloads(cfg: BenchConfig) -> tuple[str, ...]:
     """The built-in workloads, or a user's job file named by its stem."""
@@ -245,8 +250,7 @@ def run_points(guest: Guest, cfg: BenchConfig, points: Sequence[Point],
     first = points[0]
     if job is not None and len(points) > 1:
         raise ValueError("a job file runs one point at a time")
-    if any((p.variant, p.mode, p.workload, p.numjobs)
-           != (first.variant, first.mode, first.workload, first.numjobs) for p in points):
+    if any(p.setting != first.setting for p in points):
         raise ValueError("run_points: repeats of one point only")
     options = server_options(cfg, first.mode)
     mount = pool.mount(guest, options)
@@ -319,10 +323,7 @@ def batches(points: Sequence[Point], one_by_one: bool = False) -> list[list[Poin
     with `one_by_one`: a user's job file)."""
     out: list[list[Point]] = []
     for point in points:
-        last = out[-1][-1] if out else None
-        if (not one_by_one and last is not None and (last.variant, last.mode, last.workload,
-                                                      last.numjobs)
-                == (point.variant, point.mode, point.workload, point.numjobs)):
+        if not one_by_one and out and out[-1][-1].setting == point.setting:
             out[-1].append(point)
         else:
             out.append([point])

@@ -90,14 +90,13 @@ def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list
 
     features = p.builds[variant].features
     pending = list(cases)
-    lanes = cfg.tests.lanes
     batch: together.Batch | None = None
     while pending:
         try:
             with pipeline.deployed(cfg, p, variant, out, ui) as (_vm, guest):
-                group = together.grouped(pending, lanes)
+                # One batch per variant; what it leaves runs one by one.
+                group = together.grouped(pending, cfg.tests.lanes) if batch is None else []
                 if group:
-                    lanes = 1  # one batch per variant; what it leaves runs one by one
                     batch = _run_together(group, guest, variant, features, lanes=cfg.tests.lanes,
                                           repeat=repeat, ui=ui)
                     if batch.trouble:
