@@ -16,9 +16,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from lab import config, pipeline, proc, usage, verdict
+from lab import config, pipeline, usage, verdict
+from lab.bisect import job as bisect_job
 from lab.errors import ConfigError, LabError
+from lab.host import proc
+from lab.jobs import doctor, keys, runs, selftime, soak
+from lab.jobs.runs import compared_pair
+from lab.mutate import job as mutate_job
 from lab.pipeline import VariantRequest
+from lab.report import compare, write
+from lab.results import RunResults, merge
+from lab.shard import parse_shard
+from lab.suite import catalog, scripts
 from lab.ui import Ui
 
 EXIT_INTERRUPTED = 130
@@ -98,7 +107,6 @@ def _add_scripts(p: argparse.ArgumentParser) -> None:
 
 def _with_scripts(cfg: config.LabConfig, args: argparse.Namespace) -> config.LabConfig:
     """Add --script files to lab.toml's, checked now: bad input exits 2 before any build."""
-    from lab import scripts
 
     scripts.resolve(cfg.tests.scripts, "[tests] scripts")
     given = scripts.resolve(args.script, "--script")
@@ -154,7 +162,6 @@ def _results_dir(cfg: config.LabConfig, args: argparse.Namespace, prefix: str) -
 def cmd_build(args: argparse.Namespace, ui: Ui) -> int:
     cfg = _cfg(args)
     if args.print_cache_key:
-        from lab import keys
 
         key = keys.cache_key(cfg, tuple(args.patch), args.debug)
         print(json.dumps(key.to_dict(), indent=2) if args.json else "\n".join(key.lines()))
@@ -219,8 +226,6 @@ def cmd_ssh(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import doctor
-
     cfg = _cfg(args)
     checks = doctor.run_checks(cfg)
     for c in checks:
@@ -229,12 +234,10 @@ def cmd_doctor(args: argparse.Namespace, ui: Ui) -> int:
         if not c.ok and c.fix:
             ui.console.print(f"       fix: {c.fix}")
     # Unusable KVM is a fact to report, not a failure: the lab falls back to TCG.
-    return 0 if all(c.ok for c in checks if not c.name.startswith("kvm")) else 3
+    return 0 if all(c.ok for c in checks if c.required) else 3
 
 
 def _shard(args: argparse.Namespace):
-    from lab.shard import parse_shard
-
     return parse_shard(args.shard) if args.shard else None
 
 
@@ -243,12 +246,10 @@ def _argv_for_reproducer() -> list[str]:
 
 
 def cmd_test(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import runs, suite
-
     cfg = _with_scripts(_cfg(args), args)
     out = _results_dir(cfg, args, "test-")
     try:
-        suite.select(args.k)  # a -k that matches no case is bad input: say so before any build
+        catalog.select(args.k)  # a -k that matches no case is bad input: say so before any build
         results = runs.test_job(cfg, _request(args, args.variant), out, ui, case_expr=args.k,
                                 repeat=args.repeat, shard=_shard(args),
                                 argv=_argv_for_reproducer(), fresh=args.fresh)
@@ -288,8 +289,6 @@ def _bench_cfg(cfg: config.LabConfig, args: argparse.Namespace) -> config.LabCon
 
 
 def cmd_run(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import runs
-
     cfg = _bench_cfg(_cfg(args), args)
     if args.cmd == "run":
         cfg = _with_scripts(cfg, args)
@@ -306,9 +305,6 @@ def cmd_run(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def cmd_report(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import report
-    from lab.results import RunResults, merge
-
     shards = []
     for d in args.merge:
         path = d / "results.json" if d.is_dir() else d
@@ -317,16 +313,13 @@ def cmd_report(args: argparse.Namespace, ui: Ui) -> int:
         shards.append(RunResults.load(path))
     merged = merge(shards)
     args.out.mkdir(parents=True, exist_ok=True)
-    from lab.runs import compared_pair
 
-    paths = report.write_report(merged, args.out, *compared_pair(merged))
+    paths = write.write_report(merged, args.out, *compared_pair(merged))
     ui.note(f"merged {len(shards)} result sets into {paths['markdown'].parent}")
     return 0 if all(c.passed for c in merged.checks) else 1
 
 
 def cmd_compare(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import compare
-
     paths, summary = compare.write_comparison(
         args.run_a, args.run_b, args.out, variant_a=args.variant_a, variant_b=args.variant_b,
         force=args.force)
@@ -336,8 +329,6 @@ def cmd_compare(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def cmd_mutate(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import mutate_job
-
     cfg = _cfg(args)
     names = args.variant or ([] if args.patch else ["patched"])
     if len(names) > 1:
@@ -353,17 +344,13 @@ def cmd_mutate(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def cmd_fsx(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import fsx_job
-
     cfg = _cfg(args)
-    fsx_job.options_from(args)  # bad options: exit 2 before anything is built
+    soak.options_from(args)  # bad options: exit 2 before anything is built
     out = _results_dir(cfg, args, "fsx-")
-    return fsx_job.main(cfg, _request(args, args.variant), out, ui, args)
+    return soak.main(cfg, _request(args, args.variant), out, ui, args)
 
 
 def cmd_bisect(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import bisect_job
-
     cfg = _cfg(args)
     out = _results_dir(cfg, args, "bisect-")
     req = bisect_job.BisectRequest(
@@ -377,8 +364,6 @@ def cmd_bisect(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def cmd_selftime(args: argparse.Namespace, ui: Ui) -> int:
-    from lab import selftime
-
     req = selftime.request_from(args)  # bad options: exit 2 before anything starts
     cfg = _cfg(args)
     if args.machine:
@@ -516,13 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--first-bad", action="store_true", help="first version that fails")
     p.set_defaults(func=cmd_bisect)
 
-    from lab import fsx_job
 
     p = sub.add_parser("fsx", help="soak variants with labfsx, the randomized concurrent "
                        "exerciser, with progress")
     _add_common(p)
     _add_variants(p)
-    fsx_job.add_arguments(p)
+    soak.add_arguments(p)
     p.set_defaults(func=cmd_fsx)
 
     p = sub.add_parser("selftime", help="measure the lab's own loop here: boot to SSH, a "

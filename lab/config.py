@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from pydantic import ValidationError as _Invalid
 
-from lab import cache
 from lab.errors import ConfigError
+from lab.host import cache
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -34,6 +34,14 @@ class ConfigError(LabError):
     exit_code = 2
 
 
+class SourceMissing(ConfigError):
+    """A kernel source the lab was told to use is not on this machine."""
+
+    def __init__(self, message: str, *, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix  # the command that installs it
+
+
 class PatchError(ConfigError):
     """A patch that does not apply; names the patch file and the failing hunk."""
 

@@ -18,15 +18,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import cache, kernel, variants, workloads
 from lab.config import LabConfig
 from lab.errors import QemuCrashed
-from lab.guest import Guest
-from lab.image import Image, build_image
-from lab.kernel import KernelBuild, Variant
-from lab.machine import Accel, Machine, MachineSpec, probe_accel
-from lab.series import Series, load_series
+from lab.guest import workloads
+from lab.host import cache
+from lab.kernel import build, variants
+from lab.kernel.build import KernelBuild, Variant
+from lab.kernel.series import Series, load_series
 from lab.ui import Ui
+from lab.vm.image import Image, build_image
+from lab.vm.machine import Accel, Machine, MachineSpec, probe_accel
+from lab.vm.ssh import Guest
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def build_variants(
     builds = []
     for v in vs:
         with ui.step(f"kernel {v.build_name}", phase="build") as step:
-            b = kernel.build(v, cfg.cache_root, log_dir, progress=step.update)
+            b = build.build(v, cfg.cache_root, log_dir, progress=step.update)
             step.done("cached" if b.cached else f"built in {b.seconds:.0f}s",
                       detail=f"{b.release} {b.bzimage}")
         builds.append(b)

@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from lab.guest import Guest
-    from lab.kernel import KernelBuild
-    from lab.machine import Machine
-    from lab.proc import CommandResult
-    from lab.workloads import FuseMount, ServerOptions
+    from lab.guest.workloads import FuseMount, ServerOptions
+    from lab.host.proc import CommandResult
+    from lab.kernel.build import KernelBuild
+    from lab.vm.machine import Machine
+    from lab.vm.ssh import Guest
 
 DEFAULT_VARIANTS = "baseline,patched"
 
@@ -83,7 +83,7 @@ class LabGuest:
     """
 
     def __init__(self, variant: str, build: KernelBuild, machine: Machine, guest: Guest):
-        from lab import workloads
+        from lab.guest import workloads
 
         self.variant = variant
         self.build = build
@@ -116,7 +116,7 @@ class LabGuest:
 
     def probe(self, subcommand: str, timeout: float = 120, **options: Any) -> Any:
         """Our labprobe program (see lab/workloads.py), its JSON as a dict."""
-        from lab import workloads
+        from lab.guest import workloads
 
         return workloads.probe(self.guest, subcommand, timeout, **options)
 
@@ -135,7 +135,7 @@ def lab_config(pytestconfig: pytest.Config):
     series = pytestconfig.getoption("--lab-series")
     if series is not None:
         from lab.errors import ConfigError
-        from lab.series import load_series
+        from lab.kernel.series import load_series
 
         cfg = dataclasses.replace(cfg, series=series.expanduser().resolve())
         try:  # a wrong folder is one usage error now, not an error in every test
@@ -193,7 +193,8 @@ def lab_fleet(lab_config, lab_builds, lab_image, lab_accel, lab_logs
               ) -> Iterator[Callable[[str], tuple[Machine, Guest]]]:
     """`get(name) -> (machine, guest)`: a booted VM with our guest programs,
     started at first use and kept for the session; a dead one is rebooted."""
-    from lab import pipeline, workloads
+    from lab import pipeline
+    from lab.guest import workloads
 
     stack = contextlib.ExitStack()
     vms: dict[str, tuple[Machine, Guest, contextlib.ExitStack]] = {}
@@ -223,7 +224,7 @@ def lab_fleet(lab_config, lab_builds, lab_image, lab_accel, lab_logs
 @pytest.fixture
 def lab_guest(lab_variant: str, lab_fleet, lab_builds) -> Iterator[LabGuest]:
     """The variant's guest; the test fails on any kernel report it caused."""
-    from lab import checks
+    from lab.suite import checks
 
     vm, guest = lab_fleet(lab_variant)
     # What earlier tests (or the boot) left on the console is theirs.

@@ -13,7 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab import checks, config, pipeline
+from lab import config, pipeline
+from lab.suite import checks
 from lab.ui import Ui
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

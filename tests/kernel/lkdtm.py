@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from lab import pipeline, suite
+from lab import pipeline
 from lab.config import LabConfig
+from lab.suite import spec
 
 KERNELS = Path(__file__).resolve().parents[2] / "kernels"
 LKDTM_FRAGMENT = KERNELS / "lkdtm.config"
@@ -32,8 +33,8 @@ def lkdtm_variant(cfg: LabConfig, base: str, out: Path, *, sanitizers: bool = Fa
                                fragments=(*v.fragments, *extra))
 
 
-def provoke_case(kind: str, wait_s: float = 60.0) -> suite.Case:
-    def run(ctx: suite.CaseContext) -> suite.Observation:
+def provoke_case(kind: str, wait_s: float = 60.0) -> spec.Case:
+    def run(ctx: spec.CaseContext) -> spec.Observation:
         g = ctx.guest
         g.run(MOUNT_DEBUGFS, check=True)
         if kind in BLOCKING:
@@ -41,8 +42,8 @@ def provoke_case(kind: str, wait_s: float = 60.0) -> suite.Case:
             g.run(f"sleep {int(wait_s)}", timeout=wait_s + 30)
         else:
             g.run(f"echo {kind} > {DIRECT}", timeout=wait_s)
-        return suite.Observation(True, "the kernel survives", f"{kind} provoked")
+        return spec.Observation(True, "the kernel survives", f"{kind} provoked")
 
     # Alone: it breaks the kernel on purpose, and every provoke mounts debugfs.
-    return suite.Case(900, f"lkdtm-{kind.lower()}", f"LKDTM {kind}", run, budget_s=wait_s + 60,
+    return spec.Case(900, f"lkdtm-{kind.lower()}", f"LKDTM {kind}", run, budget_s=wait_s + 60,
                       alone=True)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import kernel, pipeline
+from lab import pipeline
+from lab.kernel import build
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(2400)]
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +54,7 @@ def dev_tree(tmp_path_factory, lab_cfg, logs) -> Path:
     scratch = tmp_path_factory.mktemp("files")
     for name, patches in (("base", [series.baseline]),
                           ("head", [series.baseline, series.version(series.newest).patch])):
-        files = kernel.files_after(patches, base.source.path, FUSE_FILES, scratch / name)
+        files = build.files_after(patches, base.source.path, FUSE_FILES, scratch / name)
         for rel, text in files.items():
             (repo / rel).write_text(text)
         if name == "base":

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import kernel, pipeline
+from lab import pipeline
+from lab.kernel import build
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.timeout(2400)]
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +54,7 @@ def git_tree(tmp_path_factory, lab_cfg, logs):
                     f"{repo}/"], check=True)
 
     def version_files(patches) -> dict[str, str]:
-        return kernel.files_after(patches, base.source.path, ["fs/fuse/file.c",
+        return build.files_after(patches, base.source.path, ["fs/fuse/file.c",
                                   "include/uapi/linux/fuse.h"], tmp_path_factory.mktemp("v"))
 
     def commit(message: str, files: dict[str, str]) -> str:

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from lab import pipeline
-from lab.guest import Guest
-from lab.machine import Machine
+from lab.vm.machine import Machine
+from lab.vm.ssh import Guest
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
 

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from lab import gittree, kernel, pipeline
+from lab import pipeline
 from lab.errors import BuildError, ConfigError, PatchError
-from lab.kernel import Variant
+from lab.kernel import build, gittree
+from lab.kernel.build import Variant
 
 pytestmark = [pytest.mark.build, pytest.mark.timeout(1800)]
 
 
 def _patched_copy(source: Path, patches, dest: Path) -> str:
     """fs/fuse/file.c as a variant's patches leave it (on a copy, not the cache)."""
-    return kernel.files_after(patches, source, ["fs/fuse/file.c", "include/uapi/linux/fuse.h"],
+    return build.files_after(patches, source, ["fs/fuse/file.c", "include/uapi/linux/fuse.h"],
                               dest)["fs/fuse/file.c"]
 
 
@@ -62,7 +63,7 @@ def test_a_second_build_of_the_same_inputs_is_a_cache_hit(builds, lab_cfg, logs)
     variants = pipeline.resolve_variants(
         lab_cfg, pipeline.VariantRequest(("baseline", "patched")), logs)
     start = time.monotonic()
-    again = [kernel.build(v, lab_cfg.cache_root, logs) for v in variants]
+    again = [build.build(v, lab_cfg.cache_root, logs) for v in variants]
     assert all(b.cached for b in again)
     assert [b.sha256 for b in again] == [builds["baseline"].sha256, builds["patched"].sha256]
     assert time.monotonic() - start < 60  # generous: a hit reads one small JSON file
@@ -76,13 +77,13 @@ def test_a_patch_that_does_not_apply_names_file_and_hunk(builds, lab_cfg, logs, 
     with pytest.raises(PatchError) as info:
         variants = pipeline.resolve_variants(
             lab_cfg, pipeline.VariantRequest(("user",), patches=(bad,)), logs)
-        kernel.build(variants[0], lab_cfg.cache_root, logs)
+        build.build(variants[0], lab_cfg.cache_root, logs)
     assert str(bad) in str(info.value)
     assert "fs/fuse/file.c: hunk #1 (@@ -1,3 +1,3 @@) does not apply" in info.value.excerpt
     # Nothing half-patched is left behind: the next build still works (cache hit).
     variant = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
     assert _pristine(variant.source)
-    assert kernel.build(variant, lab_cfg.cache_root, logs).sha256 == builds["baseline"].sha256
+    assert build.build(variant, lab_cfg.cache_root, logs).sha256 == builds["baseline"].sha256
 
 
 def test_a_config_option_that_does_not_stick_is_named(builds, lab_cfg, logs, tmp_path):
@@ -91,7 +92,7 @@ def test_a_config_option_that_does_not_stick_is_named(builds, lab_cfg, logs, tmp
     base = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
     broken = Variant("broken", base.source, base.patches, (*base.fragments, frag))
     with pytest.raises(ConfigError) as info:
-        kernel.build(broken, lab_cfg.cache_root, logs)
+        build.build(broken, lab_cfg.cache_root, logs)
     assert "CONFIG_LAB_NO_SUCH_OPTION=y" in info.value.excerpt
     assert _pristine(base.source)
 
@@ -107,7 +108,7 @@ def test_a_compiler_error_gives_the_log_tail_and_path(builds, lab_cfg, logs, tmp
     variants = pipeline.resolve_variants(
         lab_cfg, pipeline.VariantRequest(("user",), patches=(broken,)), logs)
     with pytest.raises(BuildError) as info:
-        kernel.build(variants[0], lab_cfg.cache_root, logs)
+        build.build(variants[0], lab_cfg.cache_root, logs)
     assert info.value.exit_code == 3
     assert "control.c" in info.value.excerpt and "error" in info.value.excerpt
     assert info.value.log_path and info.value.log_path.is_file()
@@ -127,10 +128,10 @@ def test_every_shipped_version_applies_to_its_source_without_fuzz(manifest, lab_
     series = pipeline.series_of(cfg)
     base = pipeline.resolve_variants(cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
     rels = ["fs/fuse/file.c", "include/uapi/linux/fuse.h"]
-    without = kernel.files_after([series.baseline], base.source.path, rels, tmp_path / "base",
+    without = build.files_after([series.baseline], base.source.path, rels, tmp_path / "base",
                                  strict=True)
     for version in series.versions:
-        files = kernel.files_after([series.baseline, version.patch], base.source.path, rels,
+        files = build.files_after([series.baseline, version.patch], base.source.path, rels,
                                    tmp_path / version.name, strict=True)
         assert files["fs/fuse/file.c"] != without["fs/fuse/file.c"], version.name
     assert _pristine(base.source)

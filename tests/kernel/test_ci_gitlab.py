@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import cache
+from lab.host import cache
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(2400)]
 REPO = Path(__file__).resolve().parents[2]

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import cache, pipeline, reaper
+from lab import pipeline
+from lab.host import cache, reaper
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]

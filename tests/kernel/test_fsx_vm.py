@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import fsx, pipeline, workloads
-from lab.suite import CaseContext
+from lab import pipeline
+from lab.guest import workloads
+from lab.suite import fsx
+from lab.suite.spec import CaseContext
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import pipeline, runs, suite
+from lab import pipeline
+from lab.jobs import runs
+from lab.suite import catalog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lkdtm import lkdtm_variant, provoke_case  # noqa: E402
@@ -20,7 +22,7 @@ from lkdtm import lkdtm_variant, provoke_case  # noqa: E402
 pytestmark = [pytest.mark.vm, pytest.mark.build, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = next(c for c in suite.CASES if c.name == "parallel-nonextending")
+CORE = next(c for c in catalog.CASES if c.name == "parallel-nonextending")
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import pytest
 
 from lab import pipeline
 from lab.errors import BootError, KernelCrash
-from lab.guest import Guest
-from lab.machine import Machine
+from lab.vm.machine import Machine
+from lab.vm.ssh import Guest
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[2]

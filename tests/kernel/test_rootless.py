@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import host
+from lab.host import tools
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ def _ensure_smoke_user() -> pwd.struct_passwd:
         subprocess.run(["useradd", "--no-create-home", "--home-dir", str(SMOKE_HOME),
                         "--shell", "/usr/sbin/nologin", SMOKE_USER], check=True, timeout=60)
         entry = pwd.getpwnam(SMOKE_USER)
-    if host.subid_range("uid", SMOKE_USER) is None or host.subid_range("gid", SMOKE_USER) is None:
+    if tools.subid_range("uid", SMOKE_USER) is None or tools.subid_range("gid", SMOKE_USER) is None:
         start = _free_subid_start()
         span = f"{start}-{start + 65535}"
         subprocess.run(["usermod", "--add-subuids", span, "--add-subgids", span, SMOKE_USER],
@@ -116,9 +116,9 @@ def test_image_builds_without_root(as_user):
 BOOT = """
 import os, sys
 from pathlib import Path
-from lab.guest import Guest
-from lab.image import build_image
-from lab.machine import Accel, Machine, MachineSpec
+from lab.vm.ssh import Guest
+from lab.vm.image import build_image
+from lab.vm.machine import Accel, Machine, MachineSpec
 
 work, kernel = Path(sys.argv[1]), Path(sys.argv[2])
 img = build_image(Path("images").resolve(), work / "cache", work / "logs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.workloads import REMOTE, FuseMount, ServerOptions, probe
+from lab.guest.workloads import REMOTE, FuseMount, ServerOptions, probe
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
 

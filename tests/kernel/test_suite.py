@@ -1,4 +1,4 @@
-"""The regression and concurrency suite on real kernels (see lab/suite.py).
+"""The regression and concurrency suite on real kernels (see lab/catalog.py).
 
 Each case is judged against what the variant claims; with the default
 variants, `baseline` (no feature) and `patched` (the series' newest version)
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab import checks, suite, together
 from lab.results import CheckResult
+from lab.suite import catalog, checks, spec, together
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
 
@@ -24,17 +24,17 @@ def suite_results(variant, fleet, builds) -> dict[str, CheckResult]:
     """Every case's result on one variant's VM."""
     _vm, guest = fleet(variant)
     features = builds[variant].features
-    batch = together.run_batch(together.grouped(suite.CASES, LANES), guest, variant, features,
+    batch = together.run_batch(together.grouped(catalog.CASES, LANES), guest, variant, features,
                                lanes=LANES)
     assert not batch.trouble, f"{variant}: {batch.trouble}\n{batch.evidence}"
     results = {r.name: r for r in batch.passed}
-    for case in suite.CASES:
+    for case in catalog.CASES:
         if case.name not in results:  # run alone, or failed beside others
             results[case.name] = checks.run_case(case, guest, variant, features).result
     return results
 
 
-@pytest.mark.parametrize("case", suite.CASES, ids=lambda c: f"{c.number:02d}-{c.name}")
+@pytest.mark.parametrize("case", catalog.CASES, ids=lambda c: f"{c.number:02d}-{c.name}")
 def test_case(case, variant, suite_results):
     result = suite_results[case.name]
     assert result.passed, (
@@ -49,12 +49,12 @@ def test_the_suite_can_fail_a_false_claim_also_among_other_cases(fleet):
     answer the claim does not change."""
     _vm, guest = fleet("baseline")
     names = ("parallel-nonextending", "parallel-odirect", "flag-off")
-    cases = [c for c in suite.CASES if c.name in names]
-    batch = together.run_batch(cases, guest, "baseline-claiming", (suite.FEATURE,),
+    cases = [c for c in catalog.CASES if c.name in names]
+    batch = together.run_batch(cases, guest, "baseline-claiming", (spec.FEATURE,),
                                lanes=len(cases))
     assert not batch.trouble
     assert sorted(batch.failed) == ["parallel-nonextending", "parallel-odirect"]
     assert all(r.observed.startswith("1 of 8") for r in batch.failed.values())
     assert [r.name for r in batch.passed] == ["flag-off"]
-    alone = checks.run_case(cases[0], guest, "baseline-claiming", (suite.FEATURE,)).result
+    alone = checks.run_case(cases[0], guest, "baseline-claiming", (spec.FEATURE,)).result
     assert not alone.passed and alone.observed.startswith("1 of 8")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from lab import checks, scripts
+from lab.suite import checks, scripts
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]

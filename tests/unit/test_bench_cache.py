@@ -7,30 +7,31 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from lab import bench, cache
+from lab.bench import sweep
 from lab.config import BenchConfig
+from lab.guest.workloads import ServerOptions
+from lab.host import cache
 from lab.shard import Shard, select
-from lab.workloads import ServerOptions
 
 
 def test_plan_runs_a_points_repeats_together_and_the_variants_take_turns():
     cfg = BenchConfig(workloads=("ssf",), jobs=(1, 8), modes=("latency",), repeat=2)
-    points = bench.plan(cfg, ["baseline", "patched"])
+    points = sweep.plan(cfg, ["baseline", "patched"])
     assert len(points) == 8
     assert [(p.variant, p.numjobs, p.repeat) for p in points[:4]] == [
         ("baseline", 1, 0), ("baseline", 1, 1), ("patched", 1, 0), ("patched", 1, 1)]
     assert len({p.key for p in points}) == len(points)
-    batches = bench.batches(points)
+    batches = sweep.batches(points)
     assert [len(b) for b in batches] == [2, 2, 2, 2]  # one fio process per point
     assert all(len({(p.variant, p.numjobs) for p in b}) == 1 for b in batches)
-    assert [len(b) for b in bench.batches(points, one_by_one=True)] == [1] * 8
+    assert [len(b) for b in sweep.batches(points, one_by_one=True)] == [1] * 8
     # A shard that splits a point's repeats runs what it holds of it together.
     odd = [p for i, p in enumerate(points) if i != 1]
-    assert [len(b) for b in bench.batches(odd)] == [1, 2, 2, 2]
+    assert [len(b) for b in sweep.batches(odd)] == [1, 2, 2, 2]
 
 
 def test_plan_shards_cover_everything_once():
-    points = bench.plan(BenchConfig(), ["baseline", "patched"])
+    points = sweep.plan(BenchConfig(), ["baseline", "patched"])
     parts = [select(points, Shard(k, 3), key=lambda p: p.key) for k in (1, 2, 3)]
     keys = [p.key for part in parts for p in part]
     assert sorted(keys) == sorted(p.key for p in points)
@@ -40,14 +41,14 @@ def test_a_custom_job_file_is_swept_over_numjobs_and_named_by_its_stem(tmp_path)
     job = tmp_path / "mine.fio"
     job.write_text("[w]\nrw=write\nsize=1m\n")
     cfg = BenchConfig(modes=("null",), jobs=(1, 4), repeat=3, job_file=str(job))
-    assert [(p.workload, p.numjobs) for p in bench.plan(cfg, ["x"])] == (
+    assert [(p.workload, p.numjobs) for p in sweep.plan(cfg, ["x"])] == (
         [("mine", 1)] * 3 + [("mine", 4)] * 3)
 
 
 def test_server_options_for_each_mode():
     cfg = BenchConfig(write_delay_us=20000)
-    assert bench.server_options(cfg, "null") == ServerOptions(null_writes=True)
-    latency = bench.server_options(cfg, "latency")
+    assert sweep.server_options(cfg, "null") == ServerOptions(null_writes=True)
+    latency = sweep.server_options(cfg, "latency")
     assert latency.null_writes and latency.delay_write_us == 20000
     argv = replace(latency, fail_write_every=3, fail_write_errno="ENOSPC").argv()
     assert "--null-writes" in argv and "--delay-write-us=20000" in argv

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import proc
-from lab.bisect import (
+from lab.bisect.search import (
     BisectAborted,
     InfraFailure,
     Step,
@@ -26,6 +25,7 @@ from lab.bisect import (
     verdict_tester,
 )
 from lab.errors import ConfigError
+from lab.host import proc
 
 G, B, S = Verdict.GOOD, Verdict.BAD, Verdict.SKIP
 SERIES = ["v1", "v2", "v3", "v4", "v5"]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.compare import bench_differences, combine, pairs, write_comparison
 from lab.errors import ConfigError
+from lab.report.compare import bench_differences, combine, pairs, write_comparison
 from lab.results import BenchSample, RunResults
 
 REPO = Path(__file__).resolve().parents[2]

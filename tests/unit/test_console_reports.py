@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import console
+from lab.vm import console
 
 LOGS = Path(__file__).resolve().parents[1] / "data" / "console"
 

@@ -7,8 +7,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from lab.bench.fio import MIB, FioJob, parse_fio_json, parse_fio_runs, render_job, render_runs
 from lab.errors import ConfigError, ParseError
-from lab.fio import MIB, FioJob, parse_fio_json, parse_fio_runs, render_job, render_runs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fio"
 

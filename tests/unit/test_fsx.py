@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import fsx
 from lab.errors import ConfigError, ParseError
-from lab.proc import CommandResult
+from lab.guest import workloads
+from lab.host.proc import CommandResult
+from lab.suite import fsx
 
-SRC = Path(fsx.__file__).resolve().parent / "guest_programs"
+SRC = workloads.GUEST_SRC
 DATA = Path(__file__).resolve().parent.parent / "data" / "fsx"
 
 

@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from lab import cli, fsx, fsx_job
+from lab import cli
 from lab.errors import ConfigError
+from lab.jobs import soak
+from lab.suite import fsx
 
 
 def parse(*argv: str):
@@ -17,7 +19,7 @@ def parse(*argv: str):
 
 
 def test_the_command_line_becomes_checked_options():
-    options, server = fsx_job.options_from(parse("--seed", "7", "--threads", "8", "--files", "3",
+    options, server = soak.options_from(parse("--seed", "7", "--threads", "8", "--files", "3",
                                                  "--ops", "write, append", "--delay-write-us",
                                                  "500"))
     assert options == fsx.FsxOptions(seed=7, threads=8, files=3, ops=("write", "append"))
@@ -35,7 +37,7 @@ def test_the_command_line_becomes_checked_options():
 ])
 def test_bad_options_are_refused(argv, message):
     with pytest.raises(ConfigError, match=message):
-        fsx_job.options_from(parse(*argv))
+        soak.options_from(parse(*argv))
 
 
 def test_bad_options_exit_2_before_any_build(tmp_path):
@@ -67,15 +69,15 @@ def _result(seed: int, ok: bool) -> fsx.FsxResult:
 
 
 def test_a_soak_summary_names_the_failing_seed_and_its_replay():
-    passed = fsx_job.Soak("baseline", (_result(1, True), _result(2, True)))
+    passed = soak.Soak("baseline", (_result(1, True), _result(2, True)))
     assert passed.passed
     assert passed.summary() == "baseline: 2 runs, 240 ops in 4s (60/s), 0 skipped; passed"
-    failed = fsx_job.Soak("patched", (_result(1, True), _result(2, False)))
+    failed = soak.Soak("patched", (_result(1, True), _result(2, False)))
     assert not failed.passed
     text = failed.summary()
     assert "FAILED seed 2: mismatch in thread 1 op 0 (epoch-check), file 0 at offset 9000" in text
     assert "replay in the guest: labfsx --dir=/mnt/fsx --seed=2" in text
-    crashed = fsx_job.Soak("v1", (), "kernel BUG at fs/fuse/file.c:1650!\nstack")
+    crashed = soak.Soak("v1", (), "kernel BUG at fs/fuse/file.c:1650!\nstack")
     assert not crashed.passed and crashed.summary().endswith("FAILED: kernel BUG at "
                                                              "fs/fuse/file.c:1650!")
     report = failed.runs[1].failure.report()

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from lab import guestdata
 from lab.errors import ParseError
+from lab.guest import records
 
-# The shape labfs writes (lab/guest_programs/labfs.c, stats_dump).
+# The shape labfs writes (lab/guest/programs/labfs.c, stats_dump).
 LABFS = {
     "options": {"direct_io": True, "parallel_direct_writes": True, "null_writes": False,
                 "delay_write_us": 400000, "delay_setattr_us": 0, "short_write": 0,
@@ -23,7 +23,7 @@ LABFS = {
 
 
 def test_server_counters_parse_and_unknown_files_have_none():
-    stats = guestdata.parse_server_stats(json.dumps(LABFS))
+    stats = records.parse_server_stats(json.dumps(LABFS))
     assert stats.file("f").max_inflight == 8
     assert stats.file("never-written").writes == 0
 
@@ -32,10 +32,10 @@ def test_a_renamed_counter_is_an_error_naming_it():
     data = json.loads(json.dumps(LABFS))
     data["files"]["/f"]["inflight_max"] = data["files"]["/f"].pop("max_inflight")
     with pytest.raises(ParseError, match="'max_inflight' is missing"):
-        guestdata.parse_server_stats(json.dumps(data))
+        records.parse_server_stats(json.dumps(data))
     data["files"]["/f"]["max_inflight"] = "8"
     with pytest.raises(ParseError, match="not int"):
-        guestdata.parse_server_stats(json.dumps(data))
+        records.parse_server_stats(json.dumps(data))
 
 
 def test_probe_results_and_loops():
@@ -45,17 +45,17 @@ def test_probe_results_and_loops():
         {"writer": 1, "offset": 65536, "len": 65536, "ret": -1, "errno": 28,
          "errno_name": "ENOSPC", "open_failed": False, "start_ms": 0.1, "end_ms": 800.0}],
         "final_size": 65536, "bad_blocks": [], "verify_ok": True}
-    res = guestdata.parse_probe(pwrite, "labprobe pwrite")
+    res = records.parse_probe(pwrite, "labprobe pwrite")
     assert [w.index for w in res.wrong_returns(65536)] == [1]
     assert res.writers[1].errno_name == "ENOSPC"
     loop = {"cmd": "write-until-error", "writers": [
         {"writer": 0, "region_offset": 0, "writes_ok": 3, "stop": "error", "last_ret": -1,
          "first_errno": 107, "first_errno_name": "ENOTCONN", "open_failed": False,
          "start_ms": 0.0, "end_ms": 1.0, "elapsed_ms": 1.0}], "final_size": None}
-    res = guestdata.parse_probe(loop, "labprobe write-until-error")
+    res = records.parse_probe(loop, "labprobe write-until-error")
     assert res.writers[0].errno_name == "ENOTCONN" and res.final_size is None
 
 
 def test_not_json_is_a_parse_error_with_the_text():
     with pytest.raises(ParseError, match="labfs counters: not JSON"):
-        guestdata.parse_server_stats("labfs: cannot open\n")
+        records.parse_server_stats("labfs: cannot open\n")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import host, image
 from lab.errors import ConfigError
-from lab.machine import Accel, MachineSpec, qemu_argv, qemu_opt
+from lab.host import tools
+from lab.vm import image
+from lab.vm.machine import Accel, MachineSpec, qemu_argv, qemu_opt
 
 
 def _argv(tmp: Path) -> list[str]:
@@ -76,6 +77,6 @@ def test_subordinate_id_ranges_are_read_by_name_or_uid(tmp_path, monkeypatch):
         return real(self, *a, **k)
 
     monkeypatch.setattr(Path, "read_text", fake)
-    assert host.subid_range("uid", "alice") == (100000, 65536)
-    assert host.subid_range("uid", "bob") is None  # too small for a Debian root
-    assert host.subid_range("gid", "whoever") == (1, 70000)
+    assert tools.subid_range("uid", "alice") == (100000, 65536)
+    assert tools.subid_range("uid", "bob") is None  # too small for a Debian root
+    assert tools.subid_range("gid", "whoever") == (1, 70000)

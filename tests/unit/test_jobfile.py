@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import bench, jobfile
+from lab.bench import jobfile, sweep
 from lab.config import JOBS_BY_MODE, BenchConfig
 from lab.errors import ConfigError
 
@@ -110,7 +110,7 @@ def test_the_ssf_example_as_the_guest_runs_it():
 
 def test_plan_sweeps_a_job_file_like_a_workload_with_widths_per_mode():
     cfg = BenchConfig(job_file=str(SSF), modes=("latency", "null"), repeat=1)
-    points = bench.plan(cfg, ["baseline", "patched"])
+    points = sweep.plan(cfg, ["baseline", "patched"])
     rows = sorted({(p.mode, p.workload, p.numjobs) for p in points})
     assert rows == sorted([("latency", "ssf", n) for n in JOBS_BY_MODE["latency"]]
                           + [("null", "ssf", n) for n in JOBS_BY_MODE["null"]])
@@ -118,7 +118,7 @@ def test_plan_sweeps_a_job_file_like_a_workload_with_widths_per_mode():
     # Variants interleave per point.
     assert [p.variant for p in points[:4]] == ["baseline", "patched"] * 2
     given = BenchConfig(job_file=str(FPJ), jobs=(1, 2), modes=("latency", "null"), repeat=1)
-    assert {(p.mode, p.workload, p.numjobs) for p in bench.plan(given, ["b"])} == {
+    assert {(p.mode, p.workload, p.numjobs) for p in sweep.plan(given, ["b"])} == {
         (m, "fpj", n) for m in ("latency", "null") for n in (1, 2)}
 
 
@@ -127,13 +127,13 @@ def test_default_experiment_covers_the_cover_letters_range():
     assert cfg.jobs_for("latency") == (1, 2, 4, 8, 16, 32)
     assert cfg.jobs_for("null") == (1, 2, 4, 8)
     # 3 workloads x (6 + 4) widths x 3 repeats x 2 kernels.
-    assert len(bench.plan(cfg, ["baseline", "patched"])) == 180
-    assert bench.fio_seconds(cfg) == 180 * cfg.runtime_s
+    assert len(sweep.plan(cfg, ["baseline", "patched"])) == 180
+    assert sweep.fio_seconds(cfg) == 180 * cfg.runtime_s
 
 
 def test_notes_say_what_was_changed():
     cfg = BenchConfig(job_file=str(SSF), jobs=(1, 2), modes=("latency",))
-    notes = bench.job_file_notes(cfg)
+    notes = sweep.job_file_notes(cfg)
     assert any("[global] directory=/tmp/dest -> /mnt/bench/runN/tmp/dest" in n for n in notes)
     assert any("numjobs set per row by the sweep (latency: 1, 2)" in n for n in notes)
 
@@ -141,7 +141,7 @@ def test_notes_say_what_was_changed():
 @needs_fio
 @pytest.mark.parametrize("path", [SSF, FPJ], ids=["ssf", "fpj"])
 def test_fio_accepts_the_examples_as_rewritten(path: Path):
-    bench.check(BenchConfig(job_file=str(path)))
+    sweep.check(BenchConfig(job_file=str(path)))
 
 
 @needs_fio
@@ -149,7 +149,7 @@ def test_fio_refuses_a_bad_option_before_anything_is_built(tmp_path: Path):
     bad = tmp_path / "bad.fio"
     bad.write_text(SSF.read_text().replace("rw=randwrite:256", "rw=randwirte:256"))
     with pytest.raises(ConfigError, match=r"bad.fio: fio --parse-only refused it") as exc:
-        bench.check(BenchConfig(job_file=str(bad)))
+        sweep.check(BenchConfig(job_file=str(bad)))
     assert "randwirte" in str(exc.value)
     assert exc.value.exit_code == 2
 
@@ -171,6 +171,6 @@ def test_lab_bench_refuses_a_bad_job_file_before_any_build(tmp_path: Path):
 
 
 def test_the_plan_notes_say_why_null_mode_is_narrower():
-    (note,) = bench.notes(BenchConfig())
+    (note,) = sweep.notes(BenchConfig())
     assert note.startswith("null mode stops at 8 jobs")
-    assert bench.notes(BenchConfig(jobs=(1, 2, 4))) == ()  # the same widths everywhere
+    assert sweep.notes(BenchConfig(jobs=(1, 2, 4))) == ()  # the same widths everywhere

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import gittree, kernel, patching
 from lab.errors import PatchError
-from lab.kernel import KernelSource, Variant
+from lab.kernel import build, gittree, patching
+from lab.kernel.build import KernelSource, Variant
 
 GOOD = """\
 --- a/fs/demo.c
@@ -42,7 +42,7 @@ def tree(tmp_path: Path) -> Path:
     (root / "fs").mkdir(parents=True)
     (root / "fs/demo.c").write_text("int a;\nint b;\nint c;\n")
     (root / "fs/other.c").write_text("int x;\nint z;\n")
-    kernel.make_source_tree(root)
+    build.make_source_tree(root)
     return root
 
 
@@ -67,12 +67,12 @@ def test_apply_then_restore_gives_back_the_pristine_tree(tree, tmp_path):
     before = _snapshot(tree)
     good = tmp_path / "good.patch"
     good.write_text(GOOD)
-    result = kernel.apply_patches(tree, [good], tmp_path / "log")
+    result = build.apply_patches(tree, [good], tmp_path / "log")
     assert result.touched == ("fs/demo.c", "fs/new.c")
     assert [a.fuzz for a in result.applied] == [0]
     assert "b_changed" in (tree / "fs/demo.c").read_text()
     assert (tree / "fs/new.c").exists()
-    kernel.restore_tree(tree)
+    build.restore_tree(tree)
     assert _snapshot(tree) == before
     assert gittree.dirty(tree) == []
 
@@ -83,7 +83,7 @@ def test_patch_that_does_not_apply_names_file_and_hunk_and_leaves_tree_pristine(
     good.write_text(GOOD)
     bad.write_text(BAD)
     with pytest.raises(PatchError) as info:
-        kernel.apply_patches(tree, [good, bad], tmp_path / "log")
+        build.apply_patches(tree, [good, bad], tmp_path / "log")
     err = info.value
     assert str(bad) in str(err)
     assert "fs/other.c: hunk #1 (@@ -1,2 +1,2 @@) does not apply" in err.excerpt
@@ -97,11 +97,11 @@ def test_restore_after_a_crash_mid_build(tree, tmp_path):
     before = _snapshot(tree)
     good = tmp_path / "good.patch"
     good.write_text(GOOD)
-    kernel.apply_patches(tree, [good], tmp_path / "log")
+    build.apply_patches(tree, [good], tmp_path / "log")
     (tree / "fs/stray.o").write_text("left by a killed build")
-    kernel.apply_patches(tree, [good], tmp_path / "log")  # would fail if not restored first
+    build.apply_patches(tree, [good], tmp_path / "log")  # would fail if not restored first
     assert not (tree / "fs/stray.o").exists()
-    kernel.restore_tree(tree)
+    build.restore_tree(tree)
     assert _snapshot(tree) == before
 
 
@@ -109,13 +109,13 @@ def test_unmet_options_name_the_symbol(tmp_path):
     frag = tmp_path / "x.config"
     frag.write_text("CONFIG_FUSE_FS=y\n# CONFIG_MODULES is not set\nCONFIG_NOT_A_SYMBOL=y\n")
     final = "CONFIG_FUSE_FS=y\n# CONFIG_MODULES is not set\n"
-    problems = kernel.unmet_options([frag], final)
+    problems = build.unmet_options([frag], final)
     assert len(problems) == 1
     assert "CONFIG_NOT_A_SYMBOL=y" in problems[0] and "x.config" in problems[0]
 
 
 def test_parse_config_reads_values_and_unset_lines():
-    cfg = kernel.parse_config('CONFIG_A=y\nCONFIG_S="x y"\n# CONFIG_B is not set\n# comment\n')
+    cfg = build.parse_config('CONFIG_A=y\nCONFIG_S="x y"\n# CONFIG_B is not set\n# comment\n')
     assert cfg == {"CONFIG_A": "y", "CONFIG_S": '"x y"', "CONFIG_B": "n"}
 
 
@@ -142,9 +142,9 @@ def test_a_deleting_patch_is_restored(tree, tmp_path):
     before = _snapshot(tree)
     delete = tmp_path / "delete.patch"
     delete.write_text("--- a/fs/other.c\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-int x;\n-int z;\n")
-    kernel.apply_patches(tree, [delete], tmp_path / "log")
+    build.apply_patches(tree, [delete], tmp_path / "log")
     assert not (tree / "fs/other.c").exists()
-    kernel.restore_tree(tree)
+    build.restore_tree(tree)
     assert _snapshot(tree) == before
 
 
@@ -155,8 +155,8 @@ def test_a_cached_build_made_with_fuzz_is_refused_under_strict(tmp_path):
         "sha256": "0" * 64, "release": "6.x", "seconds": 1.0, "source": "test",
         "applied": [{"file": "v1.patch", "index": 1, "subject": "s", "fuzz": 2, "notes": []}]}))
     variant = Variant("v1", KernelSource("debian-1", tmp_path, "test"), (), ())
-    build = kernel._from_meta(variant, art, cached=True)
-    assert build.fuzz == ['v1.patch [1] "s": fuzz 2']
-    assert kernel._checked(variant, build) is build
+    built = build._from_meta(variant, art, cached=True)
+    assert built.fuzz == ['v1.patch [1] "s": fuzz 2']
+    assert build._checked(variant, built) is built
     with pytest.raises(PatchError, match="--strict refuses fuzz"):
-        kernel._checked(dataclasses.replace(variant, strict=True), build)
+        build._checked(dataclasses.replace(variant, strict=True), built)

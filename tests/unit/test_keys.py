@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from lab import config, keys
+from lab import config
+from lab.jobs import keys
 
 
 def test_every_input_is_named_and_a_changed_fragment_changes_the_key(tmp_path: Path):

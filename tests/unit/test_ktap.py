@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from lab import ktap
+from lab.suite import ktap
 
 
 def parse(text: str) -> ktap.Report:

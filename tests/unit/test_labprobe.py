@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import guestdata
+from lab.guest import records, workloads
 
-SRC = Path(guestdata.__file__).resolve().parent / "guest_programs"
+SRC = workloads.GUEST_SRC
 
 
 @pytest.fixture(scope="session")
@@ -25,11 +25,11 @@ def labprobe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def pwrite(labprobe: Path, *args: str) -> tuple[dict, guestdata.ProbeResult]:
+def pwrite(labprobe: Path, *args: str) -> tuple[dict, records.ProbeResult]:
     run = subprocess.run([str(labprobe), "pwrite", *args], capture_output=True, text=True,
                          timeout=60, check=True)
     data = json.loads(run.stdout)
-    return data, guestdata.parse_probe(data, "labprobe pwrite")
+    return data, records.parse_probe(data, "labprobe pwrite")
 
 
 @pytest.mark.parametrize("aio", [False, True], ids=["pwrite", "aio"])

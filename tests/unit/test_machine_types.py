@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import ConfigError
-from lab.machine import (
+from lab.vm.machine import (
     Accel,
     BootTimes,
     Machine,

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from lab import mutation
 from lab.errors import ConfigError
+from lab.mutate import mutants
 
 BEFORE = """\
 /* a comment with inode_lock(x) and a > b in it */
@@ -55,21 +55,21 @@ AFTER = BEFORE.replace("""\
 
 
 def test_functions_are_found_kernel_style():
-    names = [f.name for f in mutation.functions(AFTER)]
+    names = [f.name for f in mutants.functions(AFTER)]
     assert names == ["write_extends", "direct_write", "untouched"]
-    assert [f.returns for f in mutation.functions(AFTER)] == ["bool", "ssize_t", "int"]
+    assert [f.returns for f in mutants.functions(AFTER)] == ["bool", "ssize_t", "int"]
 
 
 def test_only_the_changed_functions_are_targets():
-    changed = mutation.changed_functions(BEFORE, AFTER)
+    changed = mutants.changed_functions(BEFORE, AFTER)
     assert [f.name for f in changed] == ["direct_write"]
     # a new function counts as changed
-    assert [f.name for f in mutation.changed_functions("", BEFORE)] == [
+    assert [f.name for f in mutants.changed_functions("", BEFORE)] == [
         "write_extends", "direct_write", "untouched"]
 
 
 def _mutants(text=AFTER, before=BEFORE):
-    return mutation.mutants(text, mutation.changed_functions(before, text))
+    return mutants.mutants(text, mutants.changed_functions(before, text))
 
 
 def test_each_operator_makes_the_expected_edits():
@@ -94,7 +94,7 @@ def test_mutants_apply_cleanly_and_change_only_their_spot():
     for m in _mutants():
         mutated = m.apply(AFTER)
         assert mutated != AFTER
-        diff = mutation.unified_diff("fs/fuse/file.c", AFTER, mutated)
+        diff = mutants.unified_diff("fs/fuse/file.c", AFTER, mutated)
         assert diff.startswith("--- a/fs/fuse/file.c\n+++ b/fs/fuse/file.c\n")
         # nothing outside the mutated function moves
         assert mutated.endswith(AFTER[AFTER.index("static int untouched"):])
@@ -125,8 +125,8 @@ def test_keys_are_stable_and_unique():
 
 def test_choose_is_deterministic_and_refuses_nonsense():
     ms = _mutants()
-    assert mutation.choose(ms, 3, None) == ms[:3]
-    assert mutation.choose(ms, 5, 7) == mutation.choose(ms, 5, 7)
-    assert mutation.choose(ms, 5, 7) != ms[:5]
+    assert mutants.choose(ms, 3, None) == ms[:3]
+    assert mutants.choose(ms, 5, 7) == mutants.choose(ms, 5, 7)
+    assert mutants.choose(ms, 5, 7) != ms[:5]
     with pytest.raises(ConfigError):
-        mutation.choose(ms, 0, None)
+        mutants.choose(ms, 0, None)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import gittree, kernel, patching
 from lab.errors import ConfigError, PatchError
+from lab.kernel import build, gittree, patching
 
 DEMO = "".join(f"int line{i};\n" for i in range(1, 21))
 
@@ -28,7 +28,7 @@ def world(tmp_path: Path) -> tuple[Path, Path]:
     (tree / "fs/tool.sh").write_text("#!/bin/sh\n")
     (tree / "fs/tool.sh").chmod(0o644)
     (outside / "x").write_text(DEMO)
-    kernel.make_source_tree(tree)
+    build.make_source_tree(tree)
     return tree, outside
 
 
@@ -41,7 +41,7 @@ def _state(root: Path) -> dict[str, tuple[str, int, bool]]:
 def _apply(tree: Path, tmp_path: Path, text: str, name: str = "p.patch", **kw):
     patch = tmp_path / name
     patch.write_text(text)
-    return kernel.apply_patches(tree, [patch], tmp_path / "log", **kw)
+    return build.apply_patches(tree, [patch], tmp_path / "log", **kw)
 
 
 def _assert_untouched(tree: Path, outside: Path, tree_before: dict, outside_before: dict) -> None:
@@ -90,7 +90,7 @@ def test_type_change_to_symlink_then_write_through_it_is_refused(world, tmp_path
     (tmp_path / "1.patch").write_text(retype)
     (tmp_path / "2.patch").write_text(through)
     with pytest.raises(PatchError, match="symlink that points outside the tree"):
-        kernel.apply_patches(tree, [tmp_path / "1.patch", tmp_path / "2.patch"], tmp_path / "log")
+        build.apply_patches(tree, [tmp_path / "1.patch", tmp_path / "2.patch"], tmp_path / "log")
     _assert_untouched(tree, outside, before, out_before)
 
 
@@ -105,7 +105,7 @@ def test_symlink_inside_the_tree_then_write_through_it_is_refused(world, tmp_pat
     (tmp_path / "1.patch").write_text(link)
     (tmp_path / "2.patch").write_text(through)
     with pytest.raises(PatchError) as info:
-        kernel.apply_patches(tree, [tmp_path / "1.patch", tmp_path / "2.patch"], tmp_path / "log")
+        build.apply_patches(tree, [tmp_path / "1.patch", tmp_path / "2.patch"], tmp_path / "log")
     assert "beyond a symbolic link" in info.value.excerpt
     _assert_untouched(tree, outside, before, out_before)
 
@@ -117,7 +117,7 @@ def test_pure_rename_is_applied_and_restored(world, tmp_path):
                     "rename from fs/demo.c\nrename to fs/moved.c\n")
     assert set(result.touched) == {"fs/demo.c", "fs/moved.c"}
     assert (tree / "fs/moved.c").read_text() == DEMO and not (tree / "fs/demo.c").exists()
-    kernel.restore_tree(tree)
+    build.restore_tree(tree)
     _assert_untouched(tree, outside, before, out_before)
 
 
@@ -127,7 +127,7 @@ def test_mode_change_is_applied_and_restored(world, tmp_path):
     _apply(tree, tmp_path,
            "diff --git a/fs/tool.sh b/fs/tool.sh\nold mode 100644\nnew mode 100755\n")
     assert (tree / "fs/tool.sh").stat().st_mode & 0o111
-    kernel.restore_tree(tree)
+    build.restore_tree(tree)
     _assert_untouched(tree, outside, before, out_before)
 
 
@@ -149,7 +149,7 @@ def test_a_stray_file_and_an_edit_are_cleaned_before_the_next_apply(world, tmp_p
     (tree / "fs/x.o").write_text("object")
     (tree / "fs/demo.c").write_text("edited\n")
     assert set(gittree.dirty(tree)) == {".gitignore", "fs/x.o", "fs/demo.c"}
-    kernel.restore_tree(tree)
+    build.restore_tree(tree)
     _assert_untouched(tree, outside, before, out_before)
 
 
@@ -217,12 +217,12 @@ def test_an_mbox_is_applied_mail_by_mail_with_its_cover_letter(world, mbox, tmp_
     assert [p.subject for p in pieces] == [f"[PATCH {i}/3] fs: change number {i}"
                                            for i in (1, 2, 3)]
     assert len(covers) == 1 and covers[0].subject.startswith("[PATCH 0/3]")
-    result = kernel.apply_patches(tree, [mbox], tmp_path / "log")
+    result = build.apply_patches(tree, [mbox], tmp_path / "log")
     assert [a.index for a in result.applied] == [2, 3, 4]  # mail 1 is the cover letter
     assert result.cover_letters == tuple(covers)
     text = (tree / "fs/demo.c").read_text()
     assert "int two;" in text and "int nine;" in text and "int x;" in text
-    kernel.restore_tree(tree)
+    build.restore_tree(tree)
     assert gittree.dirty(tree) == []
 
 
@@ -233,9 +233,9 @@ def test_a_failing_mail_is_named_by_subject_and_hunk(world, mbox, tmp_path):
     # Make the second mail's context disappear from the tree: commit a new pristine state.
     demo.write_text(DEMO.replace("int line8;\nint line9;\nint line10;\n", "int other;\n"))
     gittree.git(tree, "commit", "-qam", "moved on")
-    kernel.make_source_tree(tree)
+    build.make_source_tree(tree)
     with pytest.raises(PatchError) as info:
-        kernel.apply_patches(tree, [mbox], tmp_path / "log")
+        build.apply_patches(tree, [mbox], tmp_path / "log")
     assert '[3/4] "[PATCH 2/3] fs: change number 2" does not apply' in str(info.value)
     assert "fs/demo.c: hunk #1 (@@ -6,7 +6,7 @@" in info.value.excerpt
     assert gittree.dirty(tree) == []

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import cache, proc, reaper
 from lab.errors import BuildError, LabError
+from lab.host import cache, proc, reaper
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ def test_full_disk_under_the_log_fails_the_command_at_once(tmp_path):
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from lab import proc
+        from lab.host import proc
         from lab.errors import LabError
         start = time.monotonic()
         try:
@@ -131,7 +131,7 @@ def test_interactive_returns_the_exit_status():
 LAB_LIKE = """
 import sys
 from pathlib import Path
-from lab import cache, proc
+from lab.host import cache, proc
 
 work = Path(sys.argv[1])
 with cache.locked(work / "build.lock"):
@@ -218,7 +218,7 @@ def test_lock_timeout_from_the_environment_is_checked(monkeypatch):
 
 DEFERRED = """
 import os, signal, sys, time
-from lab import proc
+from lab.host import proc
 
 def term(signum, frame):
     raise SystemExit("terminated after teardown")

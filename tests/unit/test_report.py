@@ -9,10 +9,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from junitparser import Failure, JUnitXml
 
-from lab.analysis import comparison_table
 from lab.errors import ConfigError
-from lab.junit import render_junit
-from lab.report import render_html, render_markdown, write_report
+from lab.report.analysis import comparison_table
+from lab.report.junit import render_junit
+from lab.report.write import render_html, render_markdown, write_report
 from lab.results import (
     ORIGINAL_BW_MIB,
     ORIGINAL_GAIN_PCT,
@@ -171,7 +171,7 @@ def test_markdown():
 
 
 def test_html_is_self_contained_and_escaped(tmp_path):
-    from lab.plots import render_plots
+    from lab.report.plots import render_plots
 
     results = make()
     plots = render_plots(results, tmp_path / "plots")
@@ -252,7 +252,7 @@ def test_merge_refuses_differing_inputs():
 
 
 def test_verdicts_name_the_failing_cases_and_kernel_failures():
-    from lab.analysis import verdicts
+    from lab.report.analysis import verdicts
 
     crash = CheckResult("truncate-race", "patched", False, "no crash", "kernel panic: x",
                         {"kernel_failure": {"kind": "panic", "summary": "Kernel panic - x",
@@ -271,7 +271,7 @@ def test_verdicts_name_the_failing_cases_and_kernel_failures():
 
 
 def test_report_opens_with_the_verdict_and_headline():
-    from lab.analysis import headline
+    from lab.report.analysis import headline
 
     rows = comparison_table(make())
     top = headline(rows)
@@ -291,7 +291,7 @@ def test_report_opens_with_the_verdict_and_headline():
 
 
 def test_the_threshold_is_one_value():
-    from lab import stats
+    from lab.report import stats
 
     assert f"at least {stats.MIN_EFFECT_PCT:g}%" in stats.significance_rule()
     base, new = stats.summarize([100.0, 100.1, 99.9]), stats.summarize([104.0, 104.1, 103.9])
@@ -300,8 +300,8 @@ def test_the_threshold_is_one_value():
 
 
 def test_gain_curves_set_ours_beside_the_cover_letter(tmp_path):
-    from lab.analysis import gain_curves, original_raw_gain_pct
-    from lab.plots import render_gain_plots
+    from lab.report.analysis import gain_curves, original_raw_gain_pct
+    from lab.report.plots import render_gain_plots
 
     rows = comparison_table(make())
     curves = {c.label: c for c in gain_curves(rows, "latency")}
@@ -319,7 +319,7 @@ def test_gain_curves_set_ours_beside_the_cover_letter(tmp_path):
 
 
 def test_report_txt_is_the_cover_letters_format():
-    from lab.letter import fio_rate, letter_text
+    from lab.report.letter import fio_rate, letter_text
 
     assert fio_rate(3441 * MIB, 1024) == "3441MiB/s"
     assert fio_rate(3441 * MIB, 1000) == "3608MB/s"
@@ -354,7 +354,7 @@ def test_write_report_writes_the_text_and_places_plots_beside_tables(tmp_path):
 
 
 def test_text_rendering_aligns_tables():
-    from lab.render import Block, Table, text
+    from lab.report.document import Block, Table, text
 
     out = text("t", [Block("b", paragraphs=("p",), tables=(Table(("a", "bb"), (("1", "2"),)),))])
     assert out.splitlines() == ["t", "=", "", "b", "-", "p", "a  bb", "-  --", "1  2"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.report import write_report
+from lab.report.write import write_report
 from lab.results import CheckResult, RunResults
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import reproduce
+from lab.jobs import reproduce
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".venv"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import config, scripts
+from lab import config
 from lab.errors import ConfigError
+from lab.suite import scripts
 
 REPO = Path(__file__).resolve().parents[2]
 KTAP_OK = "KTAP version 1\n1..2\nok 1 write\nok 2 verify # SKIP no data\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import ConfigError
-from lab.selftime import Figure, Request, edited_patch, render
+from lab.jobs.selftime import Figure, Request, edited_patch, render
 
 REPO = Path(__file__).resolve().parents[2]
 V5 = REPO / "patches" / "fuse-parallel-dio" / "v5.patch"

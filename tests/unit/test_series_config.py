@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import config, features, variants
+from lab import config
 from lab.errors import ConfigError
-from lab.kernel import KernelSource
-from lab.series import KNOWN_FEATURES, load_series
+from lab.kernel import features, variants
+from lab.kernel.build import KernelSource
+from lab.kernel.series import KNOWN_FEATURES, load_series
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import config, gittree, kernel, sources, variants
+from lab import config
 from lab.errors import ConfigError
+from lab.kernel import build, gittree, sources, variants
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +52,7 @@ def user_tree(tmp_path: Path) -> Path:
     return repo
 
 
-def _files(src: kernel.KernelSource) -> dict[str, str]:
+def _files(src: build.KernelSource) -> dict[str, str]:
     listing = gittree.git(src.path, "ls-tree", "-r", "--name-only", src.commit).stdout.split()
     return {name: gittree.git(src.path, "show", f"{src.commit}:{name}").stdout
             for name in listing}
@@ -89,7 +90,7 @@ def test_ab_sources_share_one_clone_and_build_group(user_tree, tmp_path):
     assert "(uncommitted changes)" in head.description
     # The build checks each one out in turn, proving the clone clean each time.
     for src, want in ((base, "int base;\n"), (head, "int uncommitted;\n"), (base, "int base;\n")):
-        kernel.restore_tree(src.path, src.commit)
+        build.restore_tree(src.path, src.commit)
         assert (src.path / "fs/file.c").read_text() == want
         assert gittree.dirty(src.path) == []
     _, head_rev = sources.ab_sources(user_tree, "HEAD~1", "HEAD", tmp_path / "cache",
@@ -155,14 +156,14 @@ def test_a_tree_made_anew_at_the_same_path_reuses_the_clone(user_tree, tmp_path)
     HEAD and refs then point at objects that are gone."""
     cache_root, logs = tmp_path / "cache", tmp_path / "logs"
     old = sources.git_source(user_tree, "HEAD~1", cache_root, logs)
-    kernel.restore_tree(old.path, old.commit)
+    build.restore_tree(old.path, old.commit)
     subprocess.run(["rm", "-rf", str(user_tree / ".git")], check=True)
     _git(user_tree, "init", "-q")
     _git(user_tree, "add", "-A")
     _git(user_tree, "commit", "-qm", "a new history")
     new = sources.git_source(user_tree, "HEAD", cache_root, logs)
     assert new.path == old.path and new.commit != old.commit
-    kernel.restore_tree(new.path, new.commit)
+    build.restore_tree(new.path, new.commit)
     assert (new.path / "fs/file.c").read_text() == "int uncommitted;\n"
     assert gittree.dirty(new.path) == []
     snap = sources.worktree_source(user_tree, cache_root, logs)

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from lab.stats import compare, summarize, t95
+from lab.report.stats import compare, summarize, t95
 
 
 def test_summary_of_known_values():

@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from lab import together
 from lab.errors import GuestError, KernelHang
-from lab.proc import CommandResult
+from lab.host.proc import CommandResult
 from lab.results import CheckResult
-from lab.suite import Case, CaseContext, Observation
+from lab.suite import together
+from lab.suite.spec import Case, CaseContext, Observation
 
 
 class FakeMachine:
