@@ -39,6 +39,7 @@ SCALE = {"kvm": 1.0, "tcg": 4.0}
 DEBUG_SCALE = 2.5
 KVM_PROBE_S = 6.0
 QMP_TIMEOUT_S = 10.0
+QMP_ATTEMPTS = 2
 SHUTDOWN_STEP_S = 5.0
 CONSOLE_POLL_S = 0.02  # how often boot watches the console: the phases' resolution
 MACHINE_TYPES = ("microvm", "pc")
@@ -96,6 +97,9 @@ class BootTimes:
     kernel_s: float
     init_s: float
     ssh_s: float | None = None  # None until a Guest has connected
+    # Part of qemu_s: QEMU started paused (-S) -> QMP handshake done and `cont`
+    # sent; the guest's CPUs run only after it.
+    handshake_s: float = 0.0
 
     @property
     def to_ready_s(self) -> float:
@@ -109,11 +113,12 @@ class BootTimes:
         def r(v: float | None) -> float | None:
             return None if v is None else round(v, 3)
         return {"machine_type": self.machine_type, "qemu_s": r(self.qemu_s),
-                "kernel_s": r(self.kernel_s), "init_s": r(self.init_s), "ssh_s": r(self.ssh_s),
-                "total_s": r(self.total_s)}
+                "handshake_s": r(self.handshake_s), "kernel_s": r(self.kernel_s),
+                "init_s": r(self.init_s), "ssh_s": r(self.ssh_s), "total_s": r(self.total_s)}
 
     def describe(self) -> str:
-        parts = [f"qemu {self.qemu_s:.2f}", f"kernel {self.kernel_s:.2f}",
+        parts = [f"qemu {self.qemu_s:.2f} (qmp {self.handshake_s:.2f})",
+                 f"kernel {self.kernel_s:.2f}",
                  f"init {self.init_s:.2f}"]
         if self.ssh_s is not None:
             parts.append(f"ssh {self.ssh_s:.2f}")
@@ -186,6 +191,9 @@ def qemu_argv(
         "-chardev", f"file,id=console,path={qemu_opt(console_log)}",
         "-serial", "chardev:console",
         "-qmp", f"unix:{qemu_opt(qmp)},server=on,wait=off",
+        # Paused until the lab has finished the QMP handshake and sent `cont`:
+        # nothing the guest does can interleave with the greeting.
+        "-S",
         "-no-reboot",
     ]
 
@@ -246,6 +254,20 @@ def probe_accel(requested: str, kernel: Path, workdir: Path) -> Accel:
     return Accel("tcg", f"KVM present but a probe guest printed nothing in {KVM_PROBE_S:.0f}s")
 
 
+class _Received(logging.Handler):
+    """Keeps the last messages qemu.qmp logged for one client (its debug log
+    has the raw lines read from the socket), for the error if a handshake fails."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith("<--"):  # a message read from the socket
+            self.lines = [*self.lines[-3:], text[4:500]]
+
+
 class Qmp:
     """A synchronous QMP client with a timeout on every call (one per VM)."""
 
@@ -258,7 +280,20 @@ class Qmp:
         return self._loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
     def connect(self, timeout: float = QMP_TIMEOUT_S) -> None:
-        self._sync(self._client.connect(str(self._path)), timeout)
+        """Connect and negotiate; a failure says what arrived on the socket."""
+        logger = self._client.logger
+        seen = _Received()
+        level = logger.level
+        logger.addHandler(seen)
+        logger.setLevel(logging.DEBUG)
+        try:
+            self._sync(self._client.connect(str(self._path)), timeout)
+        except Exception as exc:
+            said = " | ".join(seen.lines) or "nothing"
+            raise QmpHandshakeFailed(f"{exc} (qemu.qmp saw: {said})") from exc
+        finally:
+            logger.removeHandler(seen)
+            logger.setLevel(level)
 
     def execute(self, command: str, timeout: float = QMP_TIMEOUT_S, **args: Any) -> Any:
         return self._sync(self._client.execute(command, args or None), timeout)
@@ -267,6 +302,10 @@ class Qmp:
         with contextlib.suppress(Exception):
             self._sync(self._client.disconnect(), QMP_TIMEOUT_S)
         self._loop.close()
+
+
+class QmpHandshakeFailed(Exception):
+    """The QMP greeting or capabilities negotiation failed; the text says what arrived."""
 
 
 class Machine:
@@ -297,6 +336,7 @@ class Machine:
         self._proc: proc.Child | None = None
         self._qmp: Qmp | None = None
         self._console_seen = 0
+        self._handshake_s = 0.0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -348,6 +388,12 @@ class Machine:
                 self.boot_times, ssh_s=time.monotonic() - self._ready_at)
 
     def _connect_qmp(self, path: Path) -> None:
+        """Handshake with the paused QEMU, then let the guest run (`cont`).
+
+        QEMU starts with -S, so no guest activity (an event of a device the
+        kernel sets up) can reach the socket before the greeting is read. A
+        failed handshake with QEMU still alive is tried once more on a fresh
+        connection before it counts as the host breaking."""
         deadline = time.monotonic() + QMP_TIMEOUT_S * self.scale
         while not path.exists():
             self._raise_if_exited("before opening its QMP socket")
@@ -355,13 +401,24 @@ class Machine:
                 raise BootError(f"{self.spec.name}: QEMU did not open its QMP socket",
                                 excerpt=self._qemu_output())
             time.sleep(0.05)
-        self._qmp = Qmp(path, self.spec.name)
-        try:
-            self._qmp.connect()
-        except Exception as exc:  # QEMU died right after creating the socket, or hung
-            self._raise_if_exited("while connecting to QMP")
-            raise BootError(f"{self.spec.name}: QMP connection failed: {exc}",
-                            excerpt=self._qemu_output(), log_path=self.qemu_log) from exc
+        failures: list[str] = []
+        for _ in range(QMP_ATTEMPTS):
+            self._qmp = Qmp(path, self.spec.name)
+            try:
+                self._qmp.connect()
+                self._qmp.execute("cont")
+                self._handshake_s = time.monotonic() - self._started
+                return
+            except Exception as exc:  # QEMU died right after creating the socket, or hung
+                self._qmp.close()
+                self._qmp = None
+                self._raise_if_exited("while connecting to QMP")
+                failures.append(str(exc) or type(exc).__name__)
+                log.warning("%s: QMP handshake failed (%s); trying a fresh connection",
+                            self.spec.name, failures[-1])
+        raise BootError(f"{self.spec.name}: QMP connection failed {len(failures)} times: "
+                        + "; ".join(failures), excerpt=self._qemu_output(),
+                        log_path=self.qemu_log)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.boot_timeout_s
@@ -397,7 +454,8 @@ class Machine:
                 banner = seen.get(BANNER, self._started)
                 init = seen.get(INIT_STARTED, banner)
                 self.boot_times = BootTimes(self.spec.machine_type, qemu_s=banner - self._started,
-                                            kernel_s=init - banner, init_s=self._ready_at - init)
+                                            kernel_s=init - banner, init_s=self._ready_at - init,
+                                            handshake_s=self._handshake_s)
                 return
             self._raise_if_exited("during boot")
             if now > deadline:

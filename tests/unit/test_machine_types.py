@@ -85,6 +85,6 @@ def test_boot_times_add_up_and_report_a_missing_ssh_phase():
     assert times.total_s is None and times.to_dict()["ssh_s"] is None
     done = BootTimes("pc", qemu_s=0.25, kernel_s=1.5, init_s=0.75, ssh_s=0.5)
     assert done.total_s == 3.0
-    assert done.to_dict() == {"machine_type": "pc", "qemu_s": 0.25, "kernel_s": 1.5,
-                              "init_s": 0.75, "ssh_s": 0.5, "total_s": 3.0}
-    assert done.describe() == "pc: qemu 0.25, kernel 1.50, init 0.75, ssh 0.50"
+    assert done.to_dict() == {"machine_type": "pc", "qemu_s": 0.25, "handshake_s": 0.0,
+                              "kernel_s": 1.5, "init_s": 0.75, "ssh_s": 0.5, "total_s": 3.0}
+    assert done.describe() == "pc: qemu 0.25 (qmp 0.00), kernel 1.50, init 0.75, ssh 0.50"
