@@ -20,11 +20,11 @@ from lab import config, pipeline, usage, verdict
 from lab.bisect import job as bisect_job
 from lab.errors import ConfigError, LabError
 from lab.host import proc
-from lab.jobs import doctor, keys, runs, selftime, soak
+from lab.jobs import calibrate, doctor, keys, runs, selftime, soak
 from lab.jobs.runs import compared_pair
 from lab.mutate import job as mutate_job
 from lab.pipeline import VariantRequest
-from lab.report import compare, write
+from lab.report import compare, document, write
 from lab.results import RunResults, merge
 from lab.shard import parse_shard
 from lab.suite import catalog, scripts
@@ -375,6 +375,19 @@ def cmd_selftime(args: argparse.Namespace, ui: Ui) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _cfg(args)
+    only = tuple(p.strip() for p in (args.k or "").split(",") if p.strip())
+    calibrate.chosen(cfg.series, only)  # no witness to run is bad input: exit 2 now
+    out = _results_dir(cfg, args, "calibrate-")
+    result = calibrate.run(cfg, calibrate.CalibrateRequest(args.repeat, only), out, ui)
+    text = document.text(f"calibration of {result.series}, {result.repeat} runs each",
+                         [document.Block("witnesses", tables=(result.table(),))])
+    (out / "calibration.txt").write_text(text)
+    print(text)
+    return 0 if result.ok else verdict.EXIT_KERNEL_FAILED
+
+
 # --- entry point ----------------------------------------------------------------
 
 
@@ -508,6 +521,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_variants(p)
     soak.add_arguments(p)
     p.set_defaults(func=cmd_fsx)
+
+    p = sub.add_parser("calibrate", help="prove every case can fail: each witness patch of "
+                       "the series fails its case every run, the newest version never")
+    _add_common(p)
+    p.add_argument("--series", type=Path, metavar="DIR",
+                   help="the patch series folder whose witnesses/ to run")
+    p.add_argument("--repeat", type=positive_int, default=1, help="runs of each (1)")
+    p.add_argument("-k", metavar="NAMES", help="only these witnesses or cases (a,b,c)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("selftime", help="measure the lab's own loop here: boot to SSH, a "
                        "case, a fio run's overhead, a warm lab test --patch")

@@ -171,6 +171,16 @@ class MmapProbe:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """labprobe pwrite --gate: writers `after`.. started only once the server
+    held the first ones' WRITEs; `timed_out`: it never did (inconclusive)."""
+
+    after: int
+    timed_out: bool
+    opened_ms: float
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     """labprobe pwrite / truncate-race / write-until-error."""
 
@@ -179,6 +189,7 @@ class ProbeResult:
     verify_ok: bool | None  # None: not asked to verify
     bad_blocks: tuple[BadBlock, ...]
     mmap: MmapProbe | None = None  # pwrite --mmap only
+    gate: Gate | None = None  # pwrite --gate only
 
     def wrong_returns(self, length: int) -> list[Writer]:
         return [w for w in self.writers if w.ret != length]
@@ -195,7 +206,12 @@ def parse_probe(data: Any, what: str) -> ProbeResult:
                 for b in (Fields(x, f"{what}.bad_blocks") for x in
                           (f.list("bad_blocks") if "bad_blocks" in f.data else [])))
     mmap = MmapProbe.parse(f.obj("mmap")) if "mmap" in f.data else None
-    return ProbeResult(_writers(f), f.opt_int("final_size"), f.opt_bool("verify_ok"), bad, mmap)
+    gate = None
+    if isinstance(f.data.get("gate"), dict):
+        g = f.obj("gate")
+        gate = Gate(g.int("after"), g.bool("timed_out"), g.float("opened_ms"))
+    return ProbeResult(_writers(f), f.opt_int("final_size"), f.opt_bool("verify_ok"), bad, mmap,
+                       gate)
 
 
 @dataclass(frozen=True)

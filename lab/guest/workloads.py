@@ -37,6 +37,9 @@ class ServerOptions:
     threads: int = 64
     attr_timeout_s: int = 1
     cached_readers: bool = False  # read-only opens in caching mode (inode I/O modes)
+    # Count the WRITEs received in FuseMount.arrivals (labprobe --gate waits on it);
+    # off for the benchmark, whose server does nothing per WRITE but the WRITE.
+    arrivals: bool = False
 
     def argv(self) -> list[str]:
         onoff = {True: "on", False: "off"}
@@ -101,6 +104,8 @@ class FuseMount:
         self.path = f"/mnt/{name}"
         self.stats_path = f"/run/lab-{name}.json"
         self.pidfile = f"/run/lab-{name}.pid"
+        # labfs counts the WRITEs it received here (labprobe --gate waits on it).
+        self.arrivals = f"/run/lab-{name}.arrivals"
         self.stats: ServerStats | None = None
 
     def __enter__(self) -> FuseMount:
@@ -108,7 +113,9 @@ class FuseMount:
         g.run(f"rm -rf {self.backing} {self.stats_path}; mkdir -p {self.backing} {self.path}",
               check=True)
         argv = [f"{REMOTE}/bin/labfs", *self.options.argv(), f"--stats={self.stats_path}",
-                f"--pidfile={self.pidfile}", self.backing, self.path]
+                f"--pidfile={self.pidfile}",
+                *([f"--arrivals={self.arrivals}"] if self.options.arrivals else []),
+                self.backing, self.path]
         result = g.run(argv, timeout=30)
         if not result.ok:
             raise GuestError("labfs did not mount", excerpt=result.tail())

@@ -92,7 +92,8 @@ def case_flag_off(ctx: CaseContext) -> Observation:
 
 def case_cached_odirect(ctx: CaseContext) -> Observation:
     # O_DIRECT on a page-cache open takes the generic direct-IO path under
-    # the exclusive lock, whatever the server's flag says.
+    # the exclusive lock, whatever the server's flag says: labfs sends
+    # FOPEN_PARALLEL_DIRECT_WRITES on this open without FOPEN_DIRECT_IO.
     return _inflight_case(ctx, ServerOptions(delay_write_us=HOLD_US, direct_io=False), False,
                           direct=True)
 
@@ -168,33 +169,101 @@ def case_eof_exact(ctx: CaseContext) -> Observation:
                           base=last, stride=0)
 
 
+# Extending writes, each entering the kernel while a non-extending writer's
+# WRITE is held by the server (the held one holds the inode lock shared on a
+# parallel kernel). The order is set by construction (labprobe --gate waits
+# for the server to hold writer 0's WRITE before writer 1 starts), so no
+# round depends on which thread wins a race: an extending write that takes
+# the shared lock always overlaps the held WRITE, a correct one never does.
+# (name, writer 1's offset, length, --segments, file size before)
+_EXTENDING_ROUNDS = (
+    ("across EOF", 4 * BLOCK, BLOCK, 1, 4 * BLOCK + BLOCK // 2),
+    ("beyond EOF", 5 * BLOCK, BLOCK, 1, 4 * BLOCK + BLOCK // 2),
+    # The first of 4 segments ends inside the file: the decision must use the
+    # whole write's length.
+    ("across EOF in 4 segments", 4 * BLOCK, BLOCK, 4, 4 * BLOCK + BLOCK // 2),
+    # Unaligned: EOF and the write's end in one page; whole pages or blocks
+    # would call it non-extending.
+    ("across EOF within its page", 4 * BLOCK + 1000 - 500, 1000, 1, 4 * BLOCK + 1000),
+)
+EXTENDING_HOLD_US = 2 * HOLD_US
+
+
 def case_extending(ctx: CaseContext) -> Observation:
-    """Half the writers inside the file, one across EOF, the rest beyond it."""
-    presize = WRITERS * BLOCK // 2 + BLOCK // 2
+    """Writes across and beyond EOF, in one or several segments, aligned or
+    not, each started while a non-extending WRITE is held: none may overlap it."""
+    problems: list[str] = []
+    rounds: dict[str, Any] = {}
+    options = ServerOptions(delay_write_us=EXTENDING_HOLD_US, arrivals=True)
+    with ctx.mount(options) as m:
+        for i, (label, at, length, segments, size) in enumerate(_EXTENDING_ROUNDS):
+            result = _pwrite(ctx, f"{m.path}/e{i}", writers=2, block=length, base=0,
+                             stride=at, presize=size, segments=segments, verify=True,
+                             gate=m.arrivals, gate_after=1)
+            rounds[label] = result
+    for i, (label, at, length, _segments, _size) in enumerate(_EXTENDING_ROUNDS):
+        result = rounds[label]
+        stats = m.file_stats(f"e{i}")
+        ok, why = _writers_ok(result, length)
+        want_size = at + length
+        if result.gate is None or result.gate.timed_out:
+            problems.append(f"{label}: INCONCLUSIVE: the server never held writer 0's WRITE")
+        if stats.extending_writes < 1:
+            problems.append(f"{label}: INCONCLUSIVE: no extending WRITE reached the server")
+        if stats.max_extending_overlap:
+            problems.append(f"{label}: the extending WRITE overlapped the held one")
+        if not ok:
+            problems.append(f"{label}: {why}")
+        if result.final_size != want_size or not result.verify_ok:
+            problems.append(f"{label}: size {result.final_size} (want {want_size})"
+                            + ("" if result.verify_ok else ", content wrong"))
+    observed = "; ".join(problems) or (f"{len(_EXTENDING_ROUNDS)} rounds: no extending WRITE "
+                                       "overlapped a held one, sizes and content exact")
+    return Observation(not problems, "0 overlapping in every round, size and content exact",
+                       observed, {label: _record(r) for label, r in rounds.items()})
+
+
+def case_unaligned(ctx: CaseContext) -> Observation:
+    """Parallel writers with sizes and offsets that are multiples of neither
+    the block nor the page, in a file whose size ends mid-page: the last
+    writer ends one byte before EOF, then exactly at it. Neither round extends
+    the file, so as many run at once as the variant claims."""
+    block, base = 5000, 100
+    want = WRITERS if ctx.parallel else 1
+    problems: list[str] = []
+    seen: list[int] = []
     with ctx.mount(ServerOptions(delay_write_us=HOLD_US)) as m:
-        result = _pwrite(ctx, f"{m.path}/f", writers=WRITERS, block=BLOCK, base=0,
-                         presize=presize, verify=True)
-    stats = m.file_stats("f")
-    ok, why = _writers_ok(result, BLOCK)
-    size_ok = result.final_size == WRITERS * BLOCK
-    passed = ok and stats.max_extending_overlap == 0 and size_ok and bool(result.verify_ok)
-    observed = (f"{stats.max_extending_overlap} extending WRITEs overlapped others; "
-                f"size {result.final_size}{'' if result.verify_ok else '; content wrong'}"
-                + (f"; {why}" if why else ""))
-    return Observation(passed, f"0 overlapping, size {WRITERS * BLOCK}, content exact", observed,
-                       {"server": _record(stats), "probe": _record(result)})
+        for name, size in (("u1", base + WRITERS * block + 1), ("u0", base + WRITERS * block)):
+            result = _pwrite(ctx, f"{m.path}/{name}", writers=WRITERS, block=block, base=base,
+                             presize=size, verify=True)
+            ok, why = _writers_ok(result, block)
+            if not ok:
+                problems.append(f"{name}: {why}")
+            if result.final_size != size or not result.verify_ok:
+                problems.append(f"{name}: size {result.final_size} (want {size})"
+                                + ("" if result.verify_ok else ", content wrong"))
+    for name in ("u1", "u0"):
+        stats = m.file_stats(name)
+        seen.append(stats.max_inflight)
+        if stats.max_inflight != want:
+            problems.append(f"{'1 byte before' if name == 'u1' else 'exactly at'} EOF: "
+                            f"{stats.max_inflight} of {WRITERS} in flight")
+    observed = (f"{seen[0]} and {seen[1]} of {WRITERS} WRITEs in flight"
+                + "".join(f"; {p}" for p in problems))
+    return Observation(not problems, f"{want} in flight in both rounds, content exact",
+                       observed, {"max_inflight": seen})
 
 
 # --- O_APPEND ------------------------------------------------------------------------
 
 
-def _append_case(ctx: CaseContext, *, stale: bool) -> Observation:
+def _append_case(ctx: CaseContext, *, stale: bool, rwf: bool = False) -> Observation:
     writers, records, record = 4, 8, 512
-    head = 16 * BLOCK if stale else 0
+    head = 16 * BLOCK if stale or rwf else 0
     with ctx.mount(ServerOptions(delay_write_us=20_000)) as m:
         result = records.parse_append(probe(
             ctx.guest, "append", file=f"{m.path}/a", writers=writers, records=records,
-            record=record, presize=head or None, stale=stale, timeout=300))
+            record=record, presize=head or None, stale=stale, rwf_append=rwf, timeout=300))
     stats = m.file_stats("a")
     passed = result.ok and stats.max_inflight == 1
     observed = (f"{result.records_found}/{result.records_expected} records, "
@@ -214,6 +283,13 @@ def case_append_stale(ctx: CaseContext) -> Observation:
     O_APPEND fd): before the lock, every append looks non-extending, so only
     the O_APPEND flag itself can make the kernel take the exclusive lock."""
     return _append_case(ctx, stale=True)
+
+
+def case_rwf_append(ctx: CaseContext) -> Observation:
+    """Appends asked per call (pwritev2 with RWF_APPEND) on fds opened without
+    O_APPEND, in a file that already has data: the kiocb's IOCB_APPEND, not
+    the open's flags, must make the kernel take the exclusive lock."""
+    return _append_case(ctx, stale=False, rwf=True)
 
 
 # --- the re-check after a racing truncate -------------------------------------------
@@ -602,7 +678,7 @@ CASES: tuple[Case, ...] = (
          case_parallel_nonextending),
     Case(2, "flag-off", "server does not set the flag", case_flag_off),
     Case(3, "cached-odirect", "O_DIRECT on a cached open", case_cached_odirect),
-    Case(4, "extending", "extending and EOF-crossing writes", case_extending),
+    Case(4, "extending", "extending writes beside a held non-extending one", case_extending),
     Case(5, "eof-exact", "writes ending exactly at EOF", case_eof_exact),
     Case(6, "append", "O_APPEND writers", case_append),
     Case(7, "truncate-race", "shrinking truncate racing writers", case_truncate_race),
@@ -634,6 +710,9 @@ CASES: tuple[Case, ...] = (
     Case(25, "aio-server-errors", "server errors on extending AIO writes to plain fds",
          case_aio_server_errors),
     Case(26, "mmap", "shared and private mappings during parallel direct writes", case_mmap),
+    Case(27, "unaligned", "unaligned writers inside a file ending mid-page", case_unaligned),
+    Case(28, "rwf-append", "appends asked per call (RWF_APPEND) on plain fds",
+         case_rwf_append),
 )
 
 

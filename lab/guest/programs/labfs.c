@@ -70,7 +70,7 @@ static struct {
 	unsigned long fail_every, threads;
 	int fail_errno; /* 0 = not given: EIO is used */
 	double attr_timeout;
-	char *stats_path, *pidfile;
+	char *stats_path, *pidfile, *arrivals_path;
 } opt = {.direct_io = 1, .parallel_dw = 1, .threads = 64, .attr_timeout = 1.0};
 
 static void die(int code, const char *fmt, ...)
@@ -128,6 +128,13 @@ static struct {
 	unsigned inflight, max_inflight;
 } glob;
 static uint64_t write_seq; /* WRITE ordinal for --fail-write-every */
+/* --arrivals: WRITEs that reached the server so far, as one native uint64_t
+ * at offset 0 of a file, rewritten on every arrival (under glob_mtx, so the
+ * file never goes backwards). A probe waits on it to start a second writer
+ * only once the first one's WRITE is held here: the order of a race is then
+ * set by construction, not by the scheduler. */
+static int arrivals_fd = -1;
+static uint64_t arrivals;
 
 static struct fstats *stats_get(const char *path)
 {
@@ -430,13 +437,22 @@ static int wants_direct(const struct fuse_file_info *fi)
 }
 
 #if LAB_RAW_OPEN_REPLY
+/* Each flag as its option says, independently: a server may send
+ * FOPEN_PARALLEL_DIRECT_WRITES on a caching open, and what a kernel
+ * generation does with that is the kernel's business (6.9+ ignores it
+ * without FOPEN_DIRECT_IO; a 6.1 kernel must take the cached path anyway). */
+static uint32_t open_flags(int direct)
+{
+	return (direct ? FOPEN_DIRECT_IO : 0) |
+	       (opt.parallel_dw ? FOPEN_PARALLEL_DIRECT_WRITES : 0);
+}
+
 static int reply_open(fuse_req_t req, struct fuse_file_info *fi, int fd)
 {
 	int direct = wants_direct(fi);
 	struct fuse_open_out oo = {
 		.fh = (uint64_t)fd,
-		.open_flags = (direct ? FOPEN_DIRECT_IO : 0) |
-			      (direct && opt.parallel_dw ? FOPEN_PARALLEL_DIRECT_WRITES : 0),
+		.open_flags = open_flags(direct),
 	};
 
 	return fuse_reply_buf(req, (const char *)&oo, sizeof(oo));
@@ -474,9 +490,7 @@ static int reply_create(fuse_req_t req, const struct fuse_entry_param *e,
 	a->rdev = st->st_rdev;
 	a->blksize = st->st_blksize;
 	out.o.fh = (uint64_t)fd;
-	out.o.open_flags = (wants_direct(fi) ? FOPEN_DIRECT_IO : 0) |
-			   (wants_direct(fi) && opt.parallel_dw ?
-			    FOPEN_PARALLEL_DIRECT_WRITES : 0);
+	out.o.open_flags = open_flags(wants_direct(fi));
 	_Static_assert(sizeof(out) == sizeof(struct fuse_entry_out) +
 			       sizeof(struct fuse_open_out), "padding");
 	return fuse_reply_buf(req, (const char *)&out, sizeof(out));
@@ -486,7 +500,7 @@ static int reply_open(fuse_req_t req, struct fuse_file_info *fi, int fd)
 {
 	fi->fh = fd;
 	fi->direct_io = wants_direct(fi);
-	fi->parallel_direct_writes = wants_direct(fi) && opt.parallel_dw;
+	fi->parallel_direct_writes = opt.parallel_dw;
 	return fuse_reply_open(req, fi);
 }
 
@@ -494,7 +508,7 @@ static int reply_create(fuse_req_t req, const struct fuse_entry_param *e,
 			struct fuse_file_info *fi, int fd)
 {
 	fi->fh = fd;
-	fi->direct_io = opt.direct_io;
+	fi->direct_io = wants_direct(fi);
 	fi->parallel_direct_writes = opt.parallel_dw;
 	return fuse_reply_create(req, e, fi);
 }
@@ -750,6 +764,11 @@ static void lab_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	glob.writes++;
 	if (++glob.inflight > glob.max_inflight)
 		glob.max_inflight = glob.inflight;
+	if (arrivals_fd >= 0) {
+		arrivals++;
+		if (pwrite(arrivals_fd, &arrivals, sizeof(arrivals), 0) != sizeof(arrivals))
+			die(1, "writing the arrivals file: %s", strerror(errno));
+	}
 	pthread_mutex_unlock(&glob_mtx);
 
 	sleep_us(opt.delay_write_us);
@@ -963,6 +982,8 @@ static const char usage_text[] =
 	"  --threads=N                     worker threads (64)\n"
 	"  --attr-timeout=S                entry/attr cache seconds (1)\n"
 	"  --cached-readers                read-only opens in caching mode\n"
+	"  --arrivals=PATH                 count of WRITEs received so far, a\n"
+	"                                  native uint64 at offset 0 of PATH\n"
 	"  --stats=PATH                    JSON counters, rewritten on SIGUSR1\n"
 	"                                  and at exit (required)\n"
 	"  --pidfile=PATH                  server pid; removed at exit, after\n"
@@ -1022,7 +1043,7 @@ static char *abspath(const char *p)
 }
 
 enum { O_DIO = 256, O_PDW, O_NULL, O_DW, O_DS, O_SHORT, O_FEVERY, O_FERR,
-       O_THREADS, O_STATS, O_FG, O_PID, O_DEBUG, O_HELP, O_ATTR, O_CACHEDR };
+       O_THREADS, O_STATS, O_FG, O_PID, O_DEBUG, O_HELP, O_ATTR, O_CACHEDR, O_ARRIVALS };
 
 static void parse_args(int argc, char **argv, char **backing, char **mnt)
 {
@@ -1039,6 +1060,7 @@ static void parse_args(int argc, char **argv, char **backing, char **mnt)
 		{"attr-timeout", required_argument, NULL, O_ATTR},
 		{"cached-readers", no_argument, NULL, O_CACHEDR},
 		{"stats", required_argument, NULL, O_STATS},
+		{"arrivals", required_argument, NULL, O_ARRIVALS},
 		{"foreground", no_argument, NULL, O_FG},
 		{"pidfile", required_argument, NULL, O_PID},
 		{"debug", no_argument, NULL, O_DEBUG},
@@ -1084,6 +1106,7 @@ static void parse_args(int argc, char **argv, char **backing, char **mnt)
 			opt.attr_timeout = parse_num("attr-timeout", optarg, 0, 3600);
 			break;
 		case O_STATS: opt.stats_path = abspath(optarg); break;
+		case O_ARRIVALS: opt.arrivals_path = abspath(optarg); break;
 		case O_FG: opt.foreground = 1; break;
 		case O_PID: opt.pidfile = abspath(optarg); break;
 		case O_DEBUG: opt.debug = opt.foreground = 1; break;
@@ -1176,6 +1199,13 @@ int main(int argc, char **argv)
 		die(2, "backing dir '%s' is not a directory", backing);
 	if ((root.fd = open(backing, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		die(2, "backing dir '%s': %s", backing, strerror(errno));
+	if (opt.arrivals_path) {
+		arrivals_fd = open(opt.arrivals_path,
+				   O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (arrivals_fd < 0 ||
+		    pwrite(arrivals_fd, &arrivals, sizeof(arrivals), 0) != sizeof(arrivals))
+			die(2, "arrivals file '%s': %s", opt.arrivals_path, strerror(errno));
+	}
 	/* FUSE happily mounts over a regular file; our root is a directory. */
 	if (stat(mnt, &st))
 		die(2, "mountpoint '%s': %s", mnt, strerror(errno));

@@ -32,10 +32,15 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "labcommon.h"
+
+#ifndef RWF_APPEND
+#define RWF_APPEND 0x00000010
+#endif
 
 #define ALIGN 4096              /* O_DIRECT buffer alignment, fine for any lbs */
 #define MAX_WRITERS 4096
@@ -111,19 +116,25 @@ static void kerrno(const char *key, int e)
 
 /* --------------------------------------------------------------- options */
 
+/* A write's data as this many iovecs (--segments): the lock decision must
+ * use the whole write's length, not its first segment's. */
+#define MAX_SEGMENTS 16
+
 enum { OF_FILE, OF_WRITERS, OF_BLOCK, OF_BASE, OF_STRIDE, OF_PRESIZE,
        OF_RECORDS, OF_RECORD, OF_TRUNCTO, OF_DELAY, OF_SIZE, OF_COUNT,
-       OF_RLIMIT, OF_DIRECT, OF_VERIFY, OF_STALE, OF_AIO, OF_MMAP, OF_N };
+       OF_RLIMIT, OF_DIRECT, OF_VERIFY, OF_STALE, OF_AIO, OF_MMAP,
+       OF_SEGMENTS, OF_GATE, OF_GATEAFTER, OF_RWFAPPEND, OF_N };
 static const char *const optname[OF_N] = {
 	"file", "writers", "block", "base", "stride", "presize", "records",
 	"record", "truncate-to", "writer-delay-ms", "size", "count",
-	"rlimit-fsize", "direct", "verify", "stale", "aio", "mmap" };
+	"rlimit-fsize", "direct", "verify", "stale", "aio", "mmap",
+	"segments", "gate", "gate-after", "rwf-append" };
 #define B(x) (1u << OF_##x)
-#define FLAG_OPTS (B(DIRECT) | B(VERIFY) | B(STALE) | B(AIO) | B(MMAP))
+#define FLAG_OPTS (B(DIRECT) | B(VERIFY) | B(STALE) | B(AIO) | B(MMAP) | B(RWFAPPEND))
 
 static unsigned seen;
 static uint64_t val[OF_N];
-static const char *file;
+static const char *file, *gate;
 
 static int has(int o) { return !!(seen & (1u << o)); }
 
@@ -155,6 +166,8 @@ static void parse_opts(int argc, char **argv, unsigned allowed, unsigned require
 		seen |= 1u << o;
 		if (o == OF_FILE)
 			file = eq + 1;
+		else if (o == OF_GATE)
+			gate = eq + 1;
 		else if (eq)
 			val[o] = parse_num(optname[o], eq + 1);
 	}
@@ -168,6 +181,14 @@ static void parse_opts(int argc, char **argv, unsigned allowed, unsigned require
 	/* --block=0: zero-length writes, the write path's earliest exit */
 	if (has(OF_BLOCK) && val[OF_BLOCK] > (1ULL << 30))
 		usage("--block must be 0..1G");
+	if (has(OF_SEGMENTS) && (val[OF_SEGMENTS] < 1 || val[OF_SEGMENTS] > MAX_SEGMENTS))
+		usage("--segments must be 1..%d", MAX_SEGMENTS);
+	if (has(OF_STALE) && has(OF_RWFAPPEND))
+		usage("--stale and --rwf-append exclude each other");
+	if (has(OF_GATE) != has(OF_GATEAFTER))
+		usage("--gate and --gate-after go together");
+	if (has(OF_GATEAFTER) && (val[OF_GATEAFTER] < 1 || val[OF_GATEAFTER] >= val[OF_WRITERS]))
+		usage("--gate-after must be 1..writers-1");
 }
 
 /* --------------------------------------------------------------- helpers */
@@ -309,6 +330,64 @@ static struct worker *W;
 static int wmode, oflags;
 static pthread_barrier_t bar_ready, bar_go;
 
+/*
+ * --gate=PATH --gate-after=K: writers K.. start only once the FUSE server has
+ * received K more WRITEs than when the writers were released (labfs
+ * --arrivals=PATH counts them). Writers 0..K-1's WRITEs are then held by the
+ * server when the others enter the kernel: who is first is decided by
+ * construction. A gate that never opens (a kernel that let no WRITE through
+ * in GATE_WAIT_MS) opens anyway and says so: the case is inconclusive.
+ */
+#define GATE_WAIT_MS 30000.0
+static uint64_t gate_base;
+static int gate_timed_out;
+static double gate_opened_ms = -1;
+static pthread_mutex_t gate_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t gate_count(void)
+{
+	uint64_t v = 0;
+	int fd = open(gate, O_RDONLY);
+	if (fd < 0 || pread(fd, &v, sizeof(v), 0) != sizeof(v))
+		die("--gate %s: cannot read the server's arrivals count: %s", gate,
+		    strerror(errno));
+	close(fd);
+	return v;
+}
+
+static void wait_gate(void)
+{
+	double until = now_ms() + GATE_WAIT_MS;
+	while (gate_count() < gate_base + val[OF_GATEAFTER]) {
+		if (now_ms() > until) {
+			gate_timed_out = 1;
+			break;
+		}
+		usleep(1000);
+	}
+	pthread_mutex_lock(&gate_mtx);
+	if (gate_opened_ms < 0)
+		gate_opened_ms = now_ms();
+	pthread_mutex_unlock(&gate_mtx);
+}
+
+/* One write of w's buffer at `at`: pwrite, or pwritev2 over --segments iovecs
+ * with RWF_APPEND under --rwf-append. */
+static ssize_t shaped_pwrite(struct worker *w, off_t at)
+{
+	unsigned n = has(OF_SEGMENTS) ? (unsigned)val[OF_SEGMENTS] : 1;
+	if (n == 1 && !has(OF_RWFAPPEND))
+		return pwrite(w->fd, w->buf, w->len, at);
+	struct iovec iov[MAX_SEGMENTS];
+	size_t per = w->len / n, done = 0;
+	for (unsigned i = 0; i < n; i++) {
+		size_t l = i + 1 < n ? per : w->len - done;
+		iov[i] = (struct iovec){ w->buf + done, l };
+		done += l;
+	}
+	return pwritev2(w->fd, iov, (int)n, at, has(OF_RWFAPPEND) ? RWF_APPEND : 0);
+}
+
 /* Data for writer w's k-th write. */
 static void fill(struct worker *w, uint64_t k)
 {
@@ -357,6 +436,8 @@ static void *writer_thread(void *arg)
 	w->ret = -1;
 	pthread_barrier_wait(&bar_ready);
 	pthread_barrier_wait(&bar_go);
+	if (gate && w->idx >= val[OF_GATEAFTER])
+		wait_gate();
 	w->t_start = now_ms();
 	/* At most n_writes, and the first failure (errno, or a short write
 	 * incl. 0) ends the loop.  No retries: a dead server (ENOTCONN) or an
@@ -370,8 +451,9 @@ static void *writer_thread(void *arg)
 		off_t at = (off_t)(w->off + k * w->len);
 		w->ret = wmode != M_APPEND ? (has(OF_AIO) ?
 					      aio_pwrite(w->aio, w->fd, w->buf, w->len, at) :
-					      pwrite(w->fd, w->buf, w->len, at)) :
+					      shaped_pwrite(w, at)) :
 			 has(OF_STALE) ? pwrite(w->fd, w->buf, w->len, 0) :
+			 has(OF_RWFAPPEND) ? shaped_pwrite(w, 0) :
 			 write(w->fd, w->buf, w->len);
 		if (w->ret != (ssize_t)w->len) {
 			w->err = w->ret < 0 ? errno : 0;
@@ -397,7 +479,10 @@ static void run_writers(int mode, uint64_t base, uint64_t stride, size_t len,
 {
 	wmode = mode;
 	nw = (unsigned)val[OF_WRITERS];
-	oflags = O_WRONLY | O_CREAT | (mode == M_APPEND ? O_APPEND : 0) |
+	/* --rwf-append: the append is asked per call (pwritev2 RWF_APPEND, the
+	 * kiocb's IOCB_APPEND) on an fd opened without O_APPEND. */
+	oflags = O_WRONLY | O_CREAT |
+		 (mode == M_APPEND && !has(OF_RWFAPPEND) ? O_APPEND : 0) |
 		 (has(OF_DIRECT) ? O_DIRECT : 0);
 	W = calloc(nw, sizeof(*W));
 	pthread_t *tids = calloc(nw, sizeof(*tids));
@@ -414,6 +499,8 @@ static void run_writers(int mode, uint64_t base, uint64_t stride, size_t len,
 	}
 	pthread_barrier_wait(&bar_ready);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (gate)
+		gate_base = gate_count();
 	if (between)
 		between();
 	pthread_barrier_wait(&bar_go);
@@ -599,6 +686,16 @@ static void cmd_pwrite(void)
 	else
 		kstr("presize", NULL);
 	kbool("aio", has(OF_AIO));
+	kint("segments", has(OF_SEGMENTS) ? val[OF_SEGMENTS] : 1);
+	if (gate) {
+		jopen("gate", '{');
+		kint("after", val[OF_GATEAFTER]);
+		kbool("timed_out", gate_timed_out);
+		kms("opened_ms", gate_opened_ms);
+		jclose('}');
+	} else {
+		kstr("gate", NULL);
+	}
 	if (has(OF_MMAP))
 		emit_mmap();
 	emit_writers();
@@ -648,6 +745,7 @@ static void cmd_append(void)
 	emit_head("append");
 	KINTS({"records_per_writer", n_writes}, {"record", rec_size}, {"presize", head});
 	kbool("stale", has(OF_STALE));
+	kbool("rwf_append", has(OF_RWFAPPEND));
 	emit_writers();
 	KINTS({"write_errors", write_errors}, {"expected_size", expected});
 	long long fsz = emit_final_size();
@@ -941,9 +1039,9 @@ static const struct {
 } cmds[] = {
 	{ "pwrite", cmd_pwrite, B(FILE) | B(WRITERS) | B(BLOCK),
 	  B(BASE) | B(STRIDE) | B(DIRECT) | B(PRESIZE) | B(VERIFY) | B(RLIMIT) | B(AIO) |
-	  B(MMAP) },
+	  B(MMAP) | B(SEGMENTS) | B(GATE) | B(GATEAFTER) },
 	{ "append", cmd_append, B(FILE) | B(WRITERS) | B(RECORDS) | B(RECORD),
-	  B(DIRECT) | B(PRESIZE) | B(STALE) },
+	  B(DIRECT) | B(PRESIZE) | B(STALE) | B(RWFAPPEND) },
 	{ "truncate-race", cmd_truncate_race,
 	  B(FILE) | B(WRITERS) | B(BLOCK) | B(PRESIZE) | B(TRUNCTO) | B(DELAY),
 	  B(DIRECT) | B(VERIFY) },
