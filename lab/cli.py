@@ -247,22 +247,20 @@ def _argv_for_reproducer() -> list[str]:
 
 def cmd_test(args: argparse.Namespace, ui: Ui) -> int:
     cfg = _with_scripts(_cfg(args), args)
+    if args.flake_threshold is not None:
+        cfg = replace(cfg, tests=replace(cfg.tests, flake_threshold=args.flake_threshold))
+    catalog.select(args.k)  # a -k that matches no case is bad input: say so before any build
     out = _results_dir(cfg, args, "test-")
-    try:
-        catalog.select(args.k)  # a -k that matches no case is bad input: say so before any build
-        results = runs.test_job(cfg, _request(args, args.variant), out, ui, case_expr=args.k,
-                                repeat=args.repeat, shard=_shard(args),
-                                argv=_argv_for_reproducer(), fresh=args.fresh)
-    except LabError as exc:
-        if not args.bisect_run:
-            raise
-        ui.error(exc.describe())
-        return verdict.bisect_code(exc)
+    results = runs.test_job(cfg, _request(args, args.variant), out, ui, case_expr=args.k,
+                            repeat=args.repeat, shard=_shard(args),
+                            argv=_argv_for_reproducer(), fresh=args.fresh)
     print(runs.checks_matrix(results))
     for c in results.checks:
         if not c.passed:
             print(f"FAIL {c.variant} {c.name}: expected {c.expected}; observed {c.observed}")
     ui.note(f"results: {out}")
+    if args.bisect_run:
+        return verdict.bisect_verdict([c.runs_verdict for c in results.checks])
     return 0 if all(c.passed for c in results.checks) else 1
 
 
@@ -441,7 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every check again, even where cached verdicts of the same "
                         "inputs exist")
     p.add_argument("--bisect-run", action="store_true",
-                   help="exit codes for git bisect run: 0 good, 1 bad, 125 skip")
+                   help="exit codes for git bisect run: 0 good, 1 bad, 125 this commit cannot "
+                        "be tested (or a case is flaky), 128 abort (bad input, the lab broke)")
+    p.add_argument("--flake-threshold", type=fraction, metavar="F",
+                   help="with --repeat: a case failing at least this fraction of its runs "
+                        "fails, below it is flaky (default 0.5; a skip to --bisect-run)")
     _add_scripts(p)
     p.set_defaults(func=cmd_test)
 
@@ -554,7 +556,15 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1:]
-    args = parser.parse_args(argv)
+    # Under git bisect run, anything that is not about the commit aborts the
+    # bisection (128): a bad command line included, which argparse exits 2 on.
+    bisect_run = "--bisect-run" in argv
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if bisect_run and exc.code not in (0, None):
+            return verdict.BISECT_ABORT
+        raise
     if command and args.cmd != "ssh":
         parser.error("only `lab ssh` takes a command after --")
     args.command = command
@@ -569,16 +579,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, ui)
     except LabError as exc:
         ui.error(exc.describe())
-        return verdict.exit_code(exc)
+        return verdict.bisect_code(exc) if bisect_run else verdict.exit_code(exc)
     except (KeyboardInterrupt, Terminated):
         ui.error("interrupted; everything started was stopped")
-        return EXIT_INTERRUPTED
+        return verdict.BISECT_ABORT if bisect_run else EXIT_INTERRUPTED
     except Exception:
         # A bug or an unexpected host failure: never exit 1, which means
         # "the kernel failed a test" (and "bad" to git bisect run).
         ui.console.print_exception()
         ui.error("internal error (the traceback above is a bug report)")
-        return 3
+        return verdict.BISECT_ABORT if bisect_run else 3
 
 
 if __name__ == "__main__":

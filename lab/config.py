@@ -94,6 +94,9 @@ class TestsConfig:
     # Independent suite cases run this many at a time in one guest
     # (lab.together); 1 runs them one by one.
     lanes: Annotated[StrictInt, Field(ge=1, le=16)] = 4
+    # With --repeat: a case failing at least this fraction of its runs fails;
+    # below it the case is flaky (lab.verdict.FlakePolicy).
+    flake_threshold: Annotated[StrictFloat, Field(gt=0.0, le=1.0)] = 0.5
 
     def validate(self, where: str) -> None:
         _check(type(self), self, where)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab.errors import ConfigError
+from lab.verdict import RunsVerdict
 
 SCHEMA_VERSION = 1
 SHARED_WORKLOADS = ("ssf", "ssf-presized")
@@ -141,6 +142,15 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     console_excerpt: str = ""
+    # The flake policy's verdict over the runs: "pass", "fail" or "flaky"
+    # (a failed check that some runs passed); lab.verdict.RunsVerdict's values.
+    verdict: str = ""
+
+    @property
+    def runs_verdict(self) -> RunsVerdict:
+        if self.verdict:
+            return RunsVerdict(self.verdict)
+        return RunsVerdict.PASS if self.passed else RunsVerdict.FAIL
 
     @property
     def key(self) -> tuple[str, str]:

@@ -7,6 +7,9 @@ Three kinds of trouble, and every command maps them the same way:
 - the variant cannot be tested: its patch does not apply, it does not build,
   or it does not boot (exit 2 or 3 as the error says; "skip", 125, to a
   bisection);
+- the lab was asked something it cannot do: a bad command line, a missing
+  script, an unknown case (exit 2; a bisection aborts, 128: it is not about
+  the commit, and every commit would be skipped);
 - the host or the lab broke (exit 3; a bisection aborts).
 
 Repeated runs of one check are judged by one explicit flake policy.
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lab.errors import BootError, BuildError, ConfigError, KernelFailure, LabError
+from lab.errors import BootError, BuildError, KernelFailure, LabError, PatchError
 
 EXIT_OK = 0
 EXIT_KERNEL_FAILED = 1
@@ -29,14 +32,17 @@ BISECT_GOOD, BISECT_BAD, BISECT_SKIP, BISECT_ABORT = 0, 1, 125, 128
 class Outcome(StrEnum):
     KERNEL_FAILED = "kernel-failed"
     UNTESTABLE = "untestable"
+    BAD_INPUT = "bad-input"
     LAB_BROKE = "lab-broke"
 
 
 def classify(exc: BaseException) -> Outcome:
     if isinstance(exc, KernelFailure):
         return Outcome.KERNEL_FAILED
-    if isinstance(exc, (ConfigError, BuildError, BootError)):  # PatchError is a ConfigError
-        return Outcome.UNTESTABLE
+    if isinstance(exc, (PatchError, BuildError, BootError)):
+        return Outcome.UNTESTABLE  # about this commit: it does not apply, build or boot
+    if isinstance(exc, LabError) and exc.exit_code == 2:
+        return Outcome.BAD_INPUT  # a ConfigError: about how the lab was asked
     return Outcome.LAB_BROKE
 
 
@@ -48,9 +54,20 @@ def exit_code(exc: LabError) -> int:
 
 
 def bisect_code(exc: BaseException) -> int:
-    """git bisect run's contract: 1 bad, 125 cannot test, 128 abort."""
+    """git bisect run's contract: 1 bad, 125 cannot test, 128 abort (anything
+    that is not about the commit: bad input, the host or the lab breaking, a bug)."""
     return {Outcome.KERNEL_FAILED: BISECT_BAD, Outcome.UNTESTABLE: BISECT_SKIP,
-            Outcome.LAB_BROKE: BISECT_ABORT}[classify(exc)]
+            Outcome.BAD_INPUT: BISECT_ABORT, Outcome.LAB_BROKE: BISECT_ABORT}[classify(exc)]
+
+
+def bisect_verdict(verdicts: Sequence[RunsVerdict]) -> int:
+    """A commit's code from its checks' verdicts: any FAIL is bad, else any
+    FLAKY cannot be called (skip), else good."""
+    if RunsVerdict.FAIL in verdicts:
+        return BISECT_BAD
+    if RunsVerdict.FLAKY in verdicts:
+        return BISECT_SKIP
+    return BISECT_GOOD
 
 
 class RunsVerdict(StrEnum):

@@ -21,6 +21,7 @@ from lab.results import CheckResult, RunResults
 from lab.shard import Shard, select
 from lab.suite import catalog, checks, scripts, spec, together, verdict_cache
 from lab.ui import Ui
+from lab.verdict import FlakePolicy
 from lab.vm.machine import Machine
 from lab.vm.ssh import Guest
 
@@ -118,7 +119,8 @@ def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list
                     case = pending.pop(0)
                     with ui.step(f"{variant}: {case.number:2d} {case.name}",
                                  phase="cases") as step:
-                        run = checks.run_case(case, guest, variant, features, repeat)
+                        run = checks.run_case(case, guest, variant, features, repeat,
+                                              FlakePolicy(cfg.tests.flake_threshold))
                         step.done("pass" if run.result.passed else "FAIL",
                                   detail=run.result.observed)
                     res = run.result

@@ -91,6 +91,7 @@ def judge(case: Case, variant: str, observations: Sequence[Observation],
         details={"number": case.number, "title": case.title, **last.details},
         duration_s=duration_s,
         console_excerpt=excerpt,
+        verdict=judged.value,
     ), vm_usable=ok, verdict=judged)
 
 

@@ -15,6 +15,7 @@ from lab.errors import (
     KernelHang,
     LabError,
     PatchError,
+    SourceMissing,
     ToolMissing,
 )
 from lab.verdict import FlakePolicy, Outcome, RunsVerdict
@@ -25,7 +26,8 @@ from lab.verdict import FlakePolicy, Outcome, RunsVerdict
     (KernelHang("stuck"), Outcome.KERNEL_FAILED, 1, 1),
     (GuestProgramFailed("ftruncate: EIO"), Outcome.KERNEL_FAILED, 1, 1),
     (PatchError("hunk 2 of x.patch"), Outcome.UNTESTABLE, 2, 125),
-    (ConfigError("bad key"), Outcome.UNTESTABLE, 2, 125),
+    (ConfigError("bad key"), Outcome.BAD_INPUT, 2, 128),
+    (SourceMissing("no linux-source-6.1", fix="apt-get"), Outcome.BAD_INPUT, 2, 128),
     (BuildError("cc1 failed"), Outcome.UNTESTABLE, 3, 125),
     (BootError("no ready marker"), Outcome.UNTESTABLE, 3, 125),
     (GuestError("ssh reset"), Outcome.LAB_BROKE, 3, 128),
@@ -56,3 +58,13 @@ def test_flake_policy_threshold_is_explicit():
         FlakePolicy(0.0)
     with pytest.raises(ValueError):
         FlakePolicy().judge([])
+
+
+@pytest.mark.parametrize("verdicts, code", [
+    ([RunsVerdict.PASS, RunsVerdict.PASS], 0),
+    ([RunsVerdict.PASS, RunsVerdict.FAIL], 1),
+    ([RunsVerdict.FLAKY, RunsVerdict.PASS], 125),
+    ([RunsVerdict.FLAKY, RunsVerdict.FAIL], 1),
+])
+def test_a_commit_s_bisect_code_from_its_checks(verdicts, code):
+    assert verdict.bisect_verdict(verdicts) == code
