@@ -22,6 +22,7 @@ from lab.errors import ConfigError, LabError
 from lab.host import proc
 from lab.jobs import calibrate, doctor, keys, runs, selftime, soak
 from lab.jobs.runs import compared_pair
+from lab.kernel import features, implied
 from lab.mutate import job as mutate_job
 from lab.pipeline import VariantRequest
 from lab.report import compare, document, write
@@ -373,6 +374,29 @@ def cmd_selftime(args: argparse.Namespace, ui: Ui) -> int:
     return 0
 
 
+def cmd_features(args: argparse.Namespace, ui: Ui) -> int:
+    """Every feature a variant can claim, and what a tree implies."""
+    tree = args.kernel_tree.resolve() if args.kernel_tree else None
+    if tree is None and (Path.cwd() / "Kconfig").is_file() and (Path.cwd() / "fs").is_dir():
+        tree = Path.cwd()
+    found = implied.detect_in_folder(tree) if tree else {}
+    if tree and not (tree / "Makefile").is_file():
+        raise ConfigError(f"--kernel-tree {tree}: not a kernel source tree (no Makefile)")
+    for name, meaning in features.FEATURES.items():
+        mark = ""
+        if tree:
+            ev = found.get(name)
+            regardless = name in implied.REGARDLESS
+            mark = (f"  [{'implied' if regardless else 'defined'} by {tree.name}: "
+                    f"{ev.path}: {ev.what}]" if ev else f"  [not in {tree.name}]")
+        print(f"{name}{mark}\n    {meaning}\n")
+    if tree:
+        kept = [f for f in implied.REGARDLESS if f in found]
+        print(f"a variant built from {tree} claims {', '.join(kept) or 'nothing'} by itself; "
+              "add what your patch claims with --expect")
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace, ui: Ui) -> int:
     cfg = _cfg(args)
     only = tuple(p.strip() for p in (args.k or "").split(",") if p.strip())
@@ -523,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_variants(p)
     soak.add_arguments(p)
     p.set_defaults(func=cmd_fsx)
+
+    p = sub.add_parser("features", help="what each feature means, and what a kernel tree "
+                       "implies by itself")
+    p.add_argument("--kernel-tree", type=Path, metavar="PATH",
+                   help="the tree to read (default: the current folder if it is one)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("calibrate", help="prove every case can fail: each witness patch of "
                        "the series fails its case every run, the newest version never")

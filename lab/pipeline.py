@@ -97,24 +97,24 @@ def accelerator(cfg: LabConfig, kernel_image: Path, log_dir: Path, ui: Ui) -> Ac
     return accel
 
 
-def machine_spec(cfg: LabConfig, build: KernelBuild, img: Image, name: str = "") -> MachineSpec:
+def machine_spec(cfg: LabConfig, kernel: KernelBuild, img: Image, name: str = "") -> MachineSpec:
     return MachineSpec(
-        name=name or build.variant,
-        kernel=build.boot_image,
+        name=name or kernel.variant,
+        kernel=kernel.boot_image,
         rootfs=img.rootfs,
         vcpus=cfg.vm.vcpus,
         memory_mib=cfg.vm.memory_mib,
-        debug_kernel=build.debug,
+        debug_kernel=kernel.debug,
         machine_type=cfg.vm.machine,
     )
 
 
 @contextlib.contextmanager
 def booted(
-    cfg: LabConfig, build: KernelBuild, img: Image, accel: Accel, log_dir: Path, name: str = ""
+    cfg: LabConfig, kernel: KernelBuild, img: Image, accel: Accel, log_dir: Path, name: str = ""
 ) -> Iterator[tuple[Machine, Guest]]:
     """A running VM with an SSH session; both torn down on the way out."""
-    spec = machine_spec(cfg, build, img, name)
+    spec = machine_spec(cfg, kernel, img, name)
     with contextlib.ExitStack() as stack:
         vm = _launch(stack, spec, accel, log_dir, cfg.vm.boot_timeout_s)
         guest = stack.enter_context(Guest(vm, img))

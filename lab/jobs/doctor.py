@@ -29,8 +29,8 @@ def run_checks(cfg: LabConfig) -> list[Check]:
                             f"sudo apt-get install {tools.PACKAGE_OF.get(tool, tool)}"))
     checks.append(_source_check(cfg.series))
     try:
-        sources = ", ".join(str(p) for p in image.host_apt_sources())
-        checks.append(Check("apt sources for the image", True, sources))
+        apt = ", ".join(str(p) for p in image.host_apt_sources())
+        checks.append(Check("apt sources for the image", True, apt))
     except LabError as exc:
         checks.append(Check("apt sources for the image", False, str(exc),
                             "add a Debian bookworm entry to /etc/apt/sources.list.d/"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lab.config import LabConfig
 from lab.errors import ConfigError
-from lab.kernel import sources
+from lab.kernel import implied, sources
 from lab.kernel.build import KernelSource, Variant
 from lab.kernel.series import Series, check_features, load_series
 
@@ -98,14 +98,16 @@ def resolve(
                           "`tree`); the series' versions declare their features in series.toml")
     if source is None and set(names) - {TREE_VARIANT}:
         raise ConfigError("only variant `tree` can be built without the series' source")
+    if source is not None:
+        _check_baseline_features(series, source)
     variants = []
     for name in names:
         if name == TREE_VARIANT:
             if tree_source is None:
                 raise ConfigError("variant `tree` needs --kernel-tree PATH")
             variants.append(
-                Variant(name, tree_source, tuple(user_patches), fragments, expected, debug,
-                        strict)
+                Variant(name, tree_source, tuple(user_patches), fragments,
+                        _with_implied(tree_source, expected), debug, strict)
             )
         elif name == USER_VARIANT:
             if not user_patches:
@@ -129,6 +131,24 @@ def resolve(
                         _on_baseline(series, version.features), debug, strict)
             )
     return variants
+
+
+def _with_implied(source: KernelSource, claims: Sequence[str]) -> tuple[str, ...]:
+    """A tree's claim plus what its source implies regardless (e.g. 6.9+'s I/O modes)."""
+    return tuple(dict.fromkeys((*implied.regardless(source), *claims)))
+
+
+def _check_baseline_features(series: Series, source: KernelSource) -> None:
+    """series.toml's baseline_features must be what the source implies: the
+    detection is the truth, the declaration a check of it."""
+    found = set(implied.regardless(source))
+    declared = set(series.baseline_features) & set(implied.REGARDLESS)
+    if found != declared:
+        raise ConfigError(
+            f"series {series.name}: baseline_features declares "
+            f"{', '.join(sorted(declared)) or 'none'}, but {source.description} implies "
+            f"{', '.join(sorted(found)) or 'none'} (of {', '.join(implied.REGARDLESS)}; "
+            "lab features --kernel-tree shows why)")
 
 
 def _on_baseline(series: Series, claims: Sequence[str]) -> tuple[str, ...]:
@@ -155,10 +175,14 @@ def resolve_ab(names: Sequence[str], *, cfg: LabConfig, ab: TreeAB, cache_root: 
             raise ConfigError(f"--patch {patch}: no such file")
     expected = check_features(list(expect), "--expect")
     base_src, head_src = sources.ab_sources(ab.tree, ab.base, ab.head, cache_root, log_dir)
+    # The base is not under test: it claims everything its source shows,
+    # parallel direct writes included; the head claims what it implies
+    # regardless plus --expect.
     by_name = {
-        "baseline": Variant("baseline", base_src, (), fragments, (), debug, strict),
-        "patched": Variant("patched", head_src, tuple(user_patches), fragments, expected, debug,
-                           strict),
+        "baseline": Variant("baseline", base_src, (), fragments,
+                            tuple(implied.detect(base_src)), debug, strict),
+        "patched": Variant("patched", head_src, tuple(user_patches), fragments,
+                           _with_implied(head_src, expected), debug, strict),
     }
     return [by_name[n] for n in (names or DEFAULT_NAMES)]
 

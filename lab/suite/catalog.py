@@ -258,11 +258,11 @@ def case_unaligned(ctx: CaseContext) -> Observation:
 
 
 def _append_case(ctx: CaseContext, *, stale: bool, rwf: bool = False) -> Observation:
-    writers, records, record = 4, 8, 512
+    writers, count, record = 4, 8, 512
     head = 16 * BLOCK if stale or rwf else 0
     with ctx.mount(ServerOptions(delay_write_us=20_000)) as m:
         result = records.parse_append(probe(
-            ctx.guest, "append", file=f"{m.path}/a", writers=writers, records=records,
+            ctx.guest, "append", file=f"{m.path}/a", writers=writers, records=count,
             record=record, presize=head or None, stale=stale, rwf_append=rwf, timeout=300))
     stats = m.file_stats("a")
     passed = result.ok and stats.max_inflight == 1

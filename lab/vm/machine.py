@@ -265,7 +265,7 @@ class _Received(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
         if text.startswith("<--"):  # a message read from the socket
-            self.lines = [*self.lines[-3:], text[4:500]]
+            self.lines = [*self.lines[-3:], " ".join(text[4:].split())[:300]]
 
 
 class Qmp:
@@ -283,17 +283,21 @@ class Qmp:
         """Connect and negotiate; a failure says what arrived on the socket."""
         logger = self._client.logger
         seen = _Received()
-        level = logger.level
+        level, propagate = logger.level, logger.propagate
+        # Debug records for our handler only: the lab's own log stays quiet,
+        # and a failure is told once, by the error below.
         logger.addHandler(seen)
         logger.setLevel(logging.DEBUG)
+        logger.propagate = False
         try:
             self._sync(self._client.connect(str(self._path)), timeout)
         except Exception as exc:
             said = " | ".join(seen.lines) or "nothing"
-            raise QmpHandshakeFailed(f"{exc} (qemu.qmp saw: {said})") from exc
+            raise QmpHandshakeFailed(f"{exc} (qemu.qmp read: {said})") from exc
         finally:
             logger.removeHandler(seen)
             logger.setLevel(level)
+            logger.propagate = propagate
 
     def execute(self, command: str, timeout: float = QMP_TIMEOUT_S, **args: Any) -> Any:
         return self._sync(self._client.execute(command, args or None), timeout)

@@ -9,7 +9,7 @@ import pytest
 
 from lab import config
 from lab.errors import ConfigError
-from lab.kernel import features, variants
+from lab.kernel import features, gittree, variants
 from lab.kernel.build import KernelSource
 from lab.kernel.series import KNOWN_FEATURES, load_series
 
@@ -89,7 +89,12 @@ def test_baseline_features_go_to_the_baseline_every_version_and_the_users_patch(
                            'baseline_features=["direct-io-allow-mmap"]\n[[version]]\n'
                            'name="v1"\nfile="a.patch"\nfeatures=["parallel-direct-writes"]\n')
     series = load_series(folder)
-    src = KernelSource("k", tmp_path, "test")
+    tree = tmp_path / "tree"
+    (tree / "fs" / "fuse").mkdir(parents=True)
+    (tree / "fs" / "fuse" / "inode.c").write_text("if (flags & FUSE_DIRECT_IO_ALLOW_MMAP)\n")
+    gittree.git(tree, "init", "-q")
+    gittree.commit_all(tree, "a tree that implies direct-io-allow-mmap")
+    src = KernelSource("k", tree, "test", commit=gittree.head(tree))
     mine = tmp_path / "mine.patch"
     mine.write_text("x")
     vs = variants.resolve(["baseline", "v1", "user"], cfg=config.LabConfig(), series=series,
