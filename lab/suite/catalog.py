@@ -85,6 +85,31 @@ def case_parallel_odirect(ctx: CaseContext) -> Observation:
                           direct=True)
 
 
+def case_dsync(ctx: CaseContext) -> Observation:
+    """Non-extending writers asking for synchronous data, per call (pwritev2
+    RWF_DSYNC) and per open (O_DSYNC): the caller's sync flags are no input of
+    the lock choice, so as many run at once as the variant claims."""
+    want = WRITERS if ctx.parallel else 1
+    problems: list[str] = []
+    seen: list[int] = []
+    with ctx.mount(ServerOptions(delay_write_us=HOLD_US)) as m:
+        for name, flags in (("d-rwf", {"rwf_dsync": True}), ("d-open", {"odsync": True})):
+            result = _pwrite(ctx, f"{m.path}/{name}", writers=WRITERS, block=BLOCK, base=0,
+                             presize=WRITERS * BLOCK, **flags)
+            ok, why = _writers_ok(result, BLOCK)
+            if not ok:
+                problems.append(f"{name}: {why}")
+    for name, how in (("d-rwf", "RWF_DSYNC"), ("d-open", "O_DSYNC")):
+        n = m.file_stats(name).max_inflight
+        seen.append(n)
+        if n != want:
+            problems.append(f"{how}: {n} of {WRITERS} in flight")
+    observed = (f"{seen[0]} (RWF_DSYNC) and {seen[1]} (O_DSYNC) of {WRITERS} WRITEs in flight"
+                + "".join(f"; {p}" for p in problems))
+    return Observation(not problems, f"{want} in flight with either", observed,
+                       {"max_inflight": seen})
+
+
 def case_flag_off(ctx: CaseContext) -> Observation:
     return _inflight_case(
         ctx, ServerOptions(delay_write_us=HOLD_US, parallel_direct_writes=False), False)
@@ -713,6 +738,8 @@ CASES: tuple[Case, ...] = (
     Case(27, "unaligned", "unaligned writers inside a file ending mid-page", case_unaligned),
     Case(28, "rwf-append", "appends asked per call (RWF_APPEND) on plain fds",
          case_rwf_append),
+    Case(29, "dsync", "non-extending writers asking for data sync per call and per open",
+         case_dsync),
 )
 
 

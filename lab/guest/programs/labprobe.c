@@ -41,6 +41,9 @@
 #ifndef RWF_APPEND
 #define RWF_APPEND 0x00000010
 #endif
+#ifndef RWF_DSYNC
+#define RWF_DSYNC 0x00000002
+#endif
 
 #define ALIGN 4096              /* O_DIRECT buffer alignment, fine for any lbs */
 #define MAX_WRITERS 4096
@@ -123,14 +126,15 @@ static void kerrno(const char *key, int e)
 enum { OF_FILE, OF_WRITERS, OF_BLOCK, OF_BASE, OF_STRIDE, OF_PRESIZE,
        OF_RECORDS, OF_RECORD, OF_TRUNCTO, OF_DELAY, OF_SIZE, OF_COUNT,
        OF_RLIMIT, OF_DIRECT, OF_VERIFY, OF_STALE, OF_AIO, OF_MMAP,
-       OF_SEGMENTS, OF_GATE, OF_GATEAFTER, OF_RWFAPPEND, OF_N };
+       OF_SEGMENTS, OF_GATE, OF_GATEAFTER, OF_RWFAPPEND, OF_RWFDSYNC, OF_ODSYNC, OF_N };
 static const char *const optname[OF_N] = {
 	"file", "writers", "block", "base", "stride", "presize", "records",
 	"record", "truncate-to", "writer-delay-ms", "size", "count",
 	"rlimit-fsize", "direct", "verify", "stale", "aio", "mmap",
-	"segments", "gate", "gate-after", "rwf-append" };
+	"segments", "gate", "gate-after", "rwf-append", "rwf-dsync", "odsync" };
 #define B(x) (1u << OF_##x)
-#define FLAG_OPTS (B(DIRECT) | B(VERIFY) | B(STALE) | B(AIO) | B(MMAP) | B(RWFAPPEND))
+#define FLAG_OPTS (B(DIRECT) | B(VERIFY) | B(STALE) | B(AIO) | B(MMAP) | B(RWFAPPEND) | \
+		   B(RWFDSYNC) | B(ODSYNC))
 
 static unsigned seen;
 static uint64_t val[OF_N];
@@ -372,11 +376,12 @@ static void wait_gate(void)
 }
 
 /* One write of w's buffer at `at`: pwrite, or pwritev2 over --segments iovecs
- * with RWF_APPEND under --rwf-append. */
+ * with the per-call flags asked for (--rwf-append, --rwf-dsync). */
 static ssize_t shaped_pwrite(struct worker *w, off_t at)
 {
 	unsigned n = has(OF_SEGMENTS) ? (unsigned)val[OF_SEGMENTS] : 1;
-	if (n == 1 && !has(OF_RWFAPPEND))
+	int rwf = (has(OF_RWFAPPEND) ? RWF_APPEND : 0) | (has(OF_RWFDSYNC) ? RWF_DSYNC : 0);
+	if (n == 1 && !rwf)
 		return pwrite(w->fd, w->buf, w->len, at);
 	struct iovec iov[MAX_SEGMENTS];
 	size_t per = w->len / n, done = 0;
@@ -385,7 +390,7 @@ static ssize_t shaped_pwrite(struct worker *w, off_t at)
 		iov[i] = (struct iovec){ w->buf + done, l };
 		done += l;
 	}
-	return pwritev2(w->fd, iov, (int)n, at, has(OF_RWFAPPEND) ? RWF_APPEND : 0);
+	return pwritev2(w->fd, iov, (int)n, at, rwf);
 }
 
 /* Data for writer w's k-th write. */
@@ -483,7 +488,7 @@ static void run_writers(int mode, uint64_t base, uint64_t stride, size_t len,
 	 * kiocb's IOCB_APPEND) on an fd opened without O_APPEND. */
 	oflags = O_WRONLY | O_CREAT |
 		 (mode == M_APPEND && !has(OF_RWFAPPEND) ? O_APPEND : 0) |
-		 (has(OF_DIRECT) ? O_DIRECT : 0);
+		 (has(OF_DIRECT) ? O_DIRECT : 0) | (has(OF_ODSYNC) ? O_DSYNC : 0);
 	W = calloc(nw, sizeof(*W));
 	pthread_t *tids = calloc(nw, sizeof(*tids));
 	if (!W || !tids)
@@ -687,6 +692,8 @@ static void cmd_pwrite(void)
 		kstr("presize", NULL);
 	kbool("aio", has(OF_AIO));
 	kint("segments", has(OF_SEGMENTS) ? val[OF_SEGMENTS] : 1);
+	kbool("rwf_dsync", has(OF_RWFDSYNC));
+	kbool("odsync", has(OF_ODSYNC));
 	if (gate) {
 		jopen("gate", '{');
 		kint("after", val[OF_GATEAFTER]);
@@ -1039,7 +1046,7 @@ static const struct {
 } cmds[] = {
 	{ "pwrite", cmd_pwrite, B(FILE) | B(WRITERS) | B(BLOCK),
 	  B(BASE) | B(STRIDE) | B(DIRECT) | B(PRESIZE) | B(VERIFY) | B(RLIMIT) | B(AIO) |
-	  B(MMAP) | B(SEGMENTS) | B(GATE) | B(GATEAFTER) },
+	  B(MMAP) | B(SEGMENTS) | B(GATE) | B(GATEAFTER) | B(RWFDSYNC) | B(ODSYNC) },
 	{ "append", cmd_append, B(FILE) | B(WRITERS) | B(RECORDS) | B(RECORD),
 	  B(DIRECT) | B(PRESIZE) | B(STALE) | B(RWFAPPEND) },
 	{ "truncate-race", cmd_truncate_race,
