@@ -67,7 +67,8 @@ def _on_terminate(signum: int, frame: object) -> None:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="lab.toml to read (default: ./lab.toml if any)")
+    p.add_argument("--config", type=Path, help="lab.toml to read (default: ./lab.toml, else "
+                   "~/.config/kernel-lab/lab.toml, if any)")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="accelerator (default auto)")
     p.add_argument("--results", type=Path, help="results folder (default results/<run-id>/)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -81,7 +82,14 @@ def _add_variants(p: argparse.ArgumentParser, *, many: bool = True) -> None:
     p.add_argument("--patch", action="append", type=Path, default=[], metavar="FILE",
                    help="your patch on top of the baseline: variant `user` (repeatable)")
     p.add_argument("--kernel-tree", type=Path, metavar="PATH",
-                   help="your kernel tree, as it is: variant `tree` (never modified)")
+                   help="your kernel tree, as it is: variant `tree` (never modified; the "
+                        "default when run from inside a kernel tree)")
+    p.add_argument("--kconfig", metavar="FILE|TARGET",
+                   help="where the config starts: your .config, or a make target such as "
+                        "defconfig (default tinyconfig); the lab's options go on top")
+    p.add_argument("--fragment", action="append", type=Path, default=[], metavar="FILE",
+                   help="another config fragment on top (repeatable): a file, or one the lab "
+                        "ships: sanitizers, lkdtm, debug")
     p.add_argument("--expect", action="append", default=[], metavar="FEATURE",
                    help="what your patch or tree claims, e.g. parallel-direct-writes")
     p.add_argument("--series", type=Path, metavar="DIR",
@@ -121,16 +129,29 @@ def _with_scripts(cfg: config.LabConfig, args: argparse.Namespace) -> config.Lab
     return replace(cfg, tests=tests)
 
 
+def kernel_tree_here(cwd: Path) -> bool:
+    """A kernel source tree's top (a git work tree, a worktree or a tarball)."""
+    return all((cwd / f).is_file() for f in ("Makefile", "Kconfig")) and (cwd / "fs").is_dir()
+
+
 def _request(args: argparse.Namespace, names: list[str]) -> VariantRequest:
+    tree = args.kernel_tree
+    if tree is None and not getattr(args, "series", None) and kernel_tree_here(Path.cwd()):
+        # Run from inside a kernel tree: that tree is the one under test.
+        tree = Path.cwd()
+        logging.getLogger("lab").warning(
+            "running inside the kernel tree %s: testing it (as --kernel-tree .)", tree)
     return VariantRequest(
         names=tuple(names),
         debug=args.debug,
         patches=tuple(args.patch),
         expect=tuple(args.expect),
-        kernel_tree=args.kernel_tree,
+        kernel_tree=tree,
         base=args.base,
         head=args.head,
         strict=args.strict,
+        kconfig=args.kconfig,
+        fragments=tuple(args.fragment),
     )
 
 

@@ -24,7 +24,7 @@ from lab import config
 from lab.host import proc
 
 # Options whose value is a file that decides the result.
-FILE_OPTIONS = ("--patch", "--job-file", "--script")
+FILE_OPTIONS = ("--patch", "--job-file", "--script", "--kconfig", "--fragment")
 # Options the reproduction replaces: the config with the pinned copy, and the
 # results folder with a new one (the old one holds this very script).
 REPLACED = ("--config", "--results")
@@ -322,7 +322,8 @@ def write(out: Path, argv: Sequence[str], *, variant_keys: Mapping[str, str] | N
     command = argv[0] if argv else ""
     takes_config = bool(command)  # lab run and lab test, the only callers, take --config
     given = _option_values(argv, "--config")
-    config_path = (cwd / given[-1]).resolve() if given else repo / "lab.toml"
+    config_path = ((cwd / given[-1]).resolve() if given
+                   else config.default_config_path() or cwd / config.CONFIG_NAME)
     has_config = config_path.is_file()
     # Bytes as they are (read_text would fold \r\n), so the checksum is the file's.
     config_text = config_path.read_bytes().decode() if has_config else ""

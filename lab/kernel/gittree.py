@@ -53,7 +53,8 @@ def git(repo: Path, *args: str | os.PathLike, log_path: Path | None = None,
 
 
 def is_repo(path: Path) -> bool:
-    return (path / ".git").is_dir()
+    """A git work tree's top; `.git` is a file in a `git worktree` or a submodule."""
+    return (path / ".git").exists()
 
 
 def commit_all(repo: Path, message: str, *, log_path: Path | None = None,

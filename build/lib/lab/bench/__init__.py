@@ -1,0 +1,1 @@
+"""The benchmark: the sweep of points, fio job files and fio's output."""

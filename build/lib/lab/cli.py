@@ -1,0 +1,626 @@
+"""Command line: parses, calls the stages, maps errors to exit codes.
+
+Signals are handled here and only here: SIGTERM becomes the same unwinding
+as Ctrl-C, so every context manager below tears its VM down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from lab import config, pipeline, usage, verdict
+from lab.bisect import job as bisect_job
+from lab.errors import ConfigError, LabError
+from lab.host import proc
+from lab.jobs import calibrate, doctor, keys, runs, selftime, soak
+from lab.jobs.runs import compared_pair
+from lab.kernel import features, implied
+from lab.mutate import job as mutate_job
+from lab.pipeline import VariantRequest
+from lab.report import compare, document, write
+from lab.results import RunResults, merge
+from lab.shard import parse_shard
+from lab.suite import catalog, scripts
+from lab.ui import Ui
+
+EXIT_INTERRUPTED = 130
+INTERACTIVE_LIMIT_S = 24 * 3600.0  # an interactive `lab ssh` shell
+
+
+def _number(parse, kind: str, accept, rule: str):
+    """An argparse type: `parse` the text, then `accept` the value or name the `rule`."""
+    def check(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {kind}: {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
+        return value
+    return check
+
+
+positive_int = _number(int, "number", lambda v: v >= 1, "at least 1")
+positive_float = _number(float, "number", lambda v: v > 0, "positive")
+fraction = _number(float, "number", lambda v: 0.0 < v <= 1.0, "in (0, 1]")
+non_negative_int = _number(int, "whole number", lambda v: v >= 0, "0 or more")
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP (a closed terminal, a dropped SSH session), raised in
+    the main thread so `with` blocks clean up, as Ctrl-C does."""
+
+
+def _on_terminate(signum: int, frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+# --- shared arguments ----------------------------------------------------------
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="lab.toml to read (default: ./lab.toml if any)")
+    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="accelerator (default auto)")
+    p.add_argument("--results", type=Path, help="results folder (default results/<run-id>/)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+
+
+def _add_variants(p: argparse.ArgumentParser, *, many: bool = True) -> None:
+    if many:
+        p.add_argument("--variant", action="append", default=[], metavar="NAME",
+                       help="baseline, v1..v5, patched, user, tree (repeatable or a,b,c)")
+    p.add_argument("--debug", action="store_true", help="add the lockdep/debug config fragment")
+    p.add_argument("--patch", action="append", type=Path, default=[], metavar="FILE",
+                   help="your patch on top of the baseline: variant `user` (repeatable)")
+    p.add_argument("--kernel-tree", type=Path, metavar="PATH",
+                   help="your kernel tree, as it is: variant `tree` (never modified)")
+    p.add_argument("--expect", action="append", default=[], metavar="FEATURE",
+                   help="what your patch or tree claims, e.g. parallel-direct-writes")
+    p.add_argument("--series", type=Path, metavar="DIR",
+                   help="the patch series folder (default: lab.toml's, else fuse-parallel-dio)")
+    p.add_argument("--base", metavar="REV",
+                   help="with --kernel-tree: build REV as `baseline` and the head as `patched`")
+    p.add_argument("--head", metavar="REV",
+                   help="with --base: the revision to build as `patched` (default: the "
+                        "working tree as it is, uncommitted changes included)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse patches that apply only with fuzz")
+
+
+def _add_scripts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--script", action="append", type=Path, default=[], metavar="FILE",
+                   help="your own test script, run in every variant's guest (repeatable); "
+                        "KTAP/TAP output becomes sub-results")
+    p.add_argument("--script-timeout", type=positive_float, metavar="SECONDS",
+                   help="time limit per script (KVM-scale; default 300 or lab.toml)")
+    p.add_argument("--lanes", type=positive_int, metavar="N",
+                   help="suite cases run N at a time in one guest (default 4 or lab.toml's "
+                        "[tests] lanes; 1: one by one)")
+
+
+def _with_scripts(cfg: config.LabConfig, args: argparse.Namespace) -> config.LabConfig:
+    """Add --script files to lab.toml's, checked now: bad input exits 2 before any build."""
+
+    scripts.resolve(cfg.tests.scripts, "[tests] scripts")
+    given = scripts.resolve(args.script, "--script")
+    tests = replace(cfg.tests, scripts=(*cfg.tests.scripts, *(str(s.path) for s in given)))
+    scripts.resolve(tests.scripts, "--script and [tests] scripts")  # distinct names
+    if args.script_timeout is not None:
+        tests = replace(tests, script_timeout_s=args.script_timeout)
+    if args.lanes is not None:
+        tests = replace(tests, lanes=args.lanes)
+        tests.validate("--lanes")
+    return replace(cfg, tests=tests)
+
+
+def _request(args: argparse.Namespace, names: list[str]) -> VariantRequest:
+    return VariantRequest(
+        names=tuple(names),
+        debug=args.debug,
+        patches=tuple(args.patch),
+        expect=tuple(args.expect),
+        kernel_tree=args.kernel_tree,
+        base=args.base,
+        head=args.head,
+        strict=args.strict,
+    )
+
+
+def _cfg(args: argparse.Namespace) -> config.LabConfig:
+    cfg = config.load(args.config)
+    if getattr(args, "series", None):
+        cfg = replace(cfg, series=args.series.expanduser().resolve())
+    if getattr(args, "accel", None):
+        cfg = replace(cfg, vm=replace(cfg.vm, accel=args.accel))
+    return cfg
+
+
+def _results_dir(cfg: config.LabConfig, args: argparse.Namespace, prefix: str) -> Path:
+    out = args.results or cfg.results_root / pipeline.new_run_id(prefix)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # A read-only or full folder is bad input: say so now, not after the builds.
+        with tempfile.TemporaryFile(dir=out) as probe:
+            probe.write(b"x")
+            probe.flush()
+    except OSError as exc:
+        where = "--results" if args.results else "[lab] results_root"
+        raise ConfigError(f"{where} {out}: cannot write there: {exc.strerror or exc}") from None
+    return out.resolve()
+
+
+# --- commands -------------------------------------------------------------------
+
+
+def cmd_build(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _cfg(args)
+    if args.print_cache_key:
+
+        key = keys.cache_key(cfg, tuple(args.patch), args.debug)
+        print(json.dumps(key.to_dict(), indent=2) if args.json else "\n".join(key.lines()))
+        return 0
+    log_dir = args.results.resolve() if args.results else cfg.cache_root / "logs"
+    vs = pipeline.resolve_variants(cfg, _request(args, args.variant), log_dir)
+    builds = pipeline.build_variants(cfg, vs, log_dir, ui)
+    if args.json:
+        print(json.dumps([b.to_dict() for b in builds], indent=2))
+    return 0
+
+
+def cmd_image(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _cfg(args)
+    img = pipeline.image(cfg, cfg.cache_root / "logs", ui)
+    if args.json:
+        print(json.dumps(img.to_dict(), indent=2))
+    else:
+        print(img.rootfs)
+    return 0
+
+
+def _boot_one(args: argparse.Namespace, ui: Ui, prefix: str):
+    cfg = _cfg(args)
+    out = _results_dir(cfg, args, prefix)
+    p = pipeline.prepare(cfg, _request(args, [args.variant_name]), out, ui)
+    (build,) = p.builds.values()
+    return cfg, out, build, p.image, p.accel
+
+
+def cmd_boot(args: argparse.Namespace, ui: Ui) -> int:
+    cfg, out, build, img, accel = _boot_one(args, ui, "boot-")
+    with pipeline.booted(cfg, build, img, accel, out) as (vm, _guest):
+        known = out / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{vm.ssh_port} {img.host_key}\n")
+        ui.note(f"{build.variant} ({build.release}) up in {vm.boot_seconds:.1f}s; reach it with:")
+        print(f"ssh -i {img.ssh_key} -p {vm.ssh_port} -o UserKnownHostsFile={known} "
+              "-o StrictHostKeyChecking=yes root@127.0.0.1", flush=True)
+        ui.note(f"console log: {vm.console_log}; Ctrl-C to stop")
+        while True:
+            vm.check_alive("while booted")
+            time.sleep(1)
+
+
+def cmd_ssh(args: argparse.Namespace, ui: Ui) -> int:
+    cfg, out, build, img, accel = _boot_one(args, ui, "ssh-")
+    with pipeline.booted(cfg, build, img, accel, out) as (vm, guest):
+        if not args.command:
+            with tempfile.NamedTemporaryFile("w", suffix=".known_hosts") as known:
+                known.write(f"[127.0.0.1]:{vm.ssh_port} {img.host_key}\n")
+                known.flush()
+                # Keep-alives end the session when the VM dies under it.
+                return proc.interactive(
+                    ["ssh", "-i", str(img.ssh_key), "-p", str(vm.ssh_port),
+                     "-o", f"UserKnownHostsFile={known.name}", "-o", "StrictHostKeyChecking=yes",
+                     "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6",
+                     "root@127.0.0.1"], timeout=INTERACTIVE_LIMIT_S, what="ssh")
+        result = guest.run(" ".join(args.command), timeout=args.timeout)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.exit_status
+
+
+def cmd_doctor(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _cfg(args)
+    checks = doctor.run_checks(cfg)
+    for c in checks:
+        mark = "[green]ok[/]  " if c.ok else "[red]FAIL[/]"
+        ui.console.print(f"{mark} {c.name}: {c.detail}")
+        if not c.ok and c.fix:
+            ui.console.print(f"       fix: {c.fix}")
+    # Unusable KVM is a fact to report, not a failure: the lab falls back to TCG.
+    return 0 if all(c.ok for c in checks if c.required) else 3
+
+
+def _shard(args: argparse.Namespace):
+    return parse_shard(args.shard) if args.shard else None
+
+
+def _argv_for_reproducer() -> list[str]:
+    return sys.argv[1:]
+
+
+def cmd_test(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _with_scripts(_cfg(args), args)
+    if args.flake_threshold is not None:
+        cfg = replace(cfg, tests=replace(cfg.tests, flake_threshold=args.flake_threshold))
+    catalog.select(args.k)  # a -k that matches no case is bad input: say so before any build
+    out = _results_dir(cfg, args, "test-")
+    results = runs.test_job(cfg, _request(args, args.variant), out, ui, case_expr=args.k,
+                            repeat=args.repeat, shard=_shard(args),
+                            argv=_argv_for_reproducer(), fresh=args.fresh)
+    print(runs.checks_matrix(results))
+    for c in results.checks:
+        if not c.passed:
+            print(f"FAIL {c.variant} {c.name}: expected {c.expected}; observed {c.observed}")
+    ui.note(f"results: {out}")
+    if args.bisect_run:
+        return verdict.bisect_verdict([c.runs_verdict for c in results.checks])
+    return 0 if all(c.passed for c in results.checks) else 1
+
+
+def _bench_cfg(cfg: config.LabConfig, args: argparse.Namespace) -> config.LabConfig:
+    bench = cfg.bench
+    changes = {}
+    if args.workload:
+        changes["workloads"] = tuple(w for v in args.workload for w in v.split(","))
+    if args.jobs:
+        try:
+            changes["jobs"] = tuple(int(j) for v in args.jobs for j in v.split(","))
+        except ValueError:
+            raise ConfigError(f"--jobs: numbers separated by commas, not {args.jobs}") from None
+    if args.mode:
+        changes["modes"] = tuple(m for v in args.mode for m in v.split(","))
+    if args.repeat:
+        changes["repeat"] = args.repeat
+    if args.job_file:
+        changes["job_file"] = str(args.job_file.resolve())
+    if changes:
+        bench = replace(bench, **changes)
+        bench.validate("command line")
+    return replace(cfg, bench=bench)
+
+
+def cmd_run(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _bench_cfg(_cfg(args), args)
+    if args.cmd == "run":
+        cfg = _with_scripts(cfg, args)
+    out = _results_dir(cfg, args, "run-")
+    ui.note(f"results: {out}")
+    results = runs.main_job(cfg, out, ui, req=_request(args, args.variant), shard=_shard(args),
+                            argv=_argv_for_reproducer(), with_checks=args.cmd == "run",
+                            fresh=args.fresh, case_expr=getattr(args, "k", None))
+    print(runs.summary_table(results))
+    if results.checks:
+        print(runs.checks_matrix(results))
+    ui.note(f"report: {out / 'report.md'} and report.html")
+    return 0 if all(c.passed for c in results.checks) else 1
+
+
+def cmd_report(args: argparse.Namespace, ui: Ui) -> int:
+    shards = []
+    for d in args.merge:
+        path = d / "results.json" if d.is_dir() else d
+        if not path.is_file():
+            raise ConfigError(f"{d}: no results.json")
+        shards.append(RunResults.load(path))
+    merged = merge(shards)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    paths = write.write_report(merged, args.out, *compared_pair(merged))
+    ui.note(f"merged {len(shards)} result sets into {paths['markdown'].parent}")
+    return 0 if all(c.passed for c in merged.checks) else 1
+
+
+def cmd_compare(args: argparse.Namespace, ui: Ui) -> int:
+    paths, summary = compare.write_comparison(
+        args.run_a, args.run_b, args.out, variant_a=args.variant_a, variant_b=args.variant_b,
+        force=args.force)
+    print(summary)
+    ui.note(f"comparison: {paths['markdown']} and {paths['html']}")
+    return 0
+
+
+def cmd_mutate(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _cfg(args)
+    names = args.variant or ([] if args.patch else ["patched"])
+    if len(names) > 1:
+        raise ConfigError("lab mutate takes one --variant (or --patch)")
+    out = _results_dir(cfg, args, "mutate-")
+    req = mutate_job.MutateRequest(_request(args, names), limit=args.max, seed=args.seed,
+                                   shard=_shard(args), equivalents=args.equivalents,
+                                   only=tuple(args.mutant))
+    report = mutate_job.run(cfg, req, out, ui)
+    print((out / "mutate.md").read_text())
+    ui.note(f"kill matrix: {out / 'mutate.md'}, {out / 'mutate.json'}, {out / 'junit.xml'}")
+    return 1 if any(o.status == "survived" for o in report.outcomes) else 0
+
+
+def cmd_fsx(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _cfg(args)
+    soak.options_from(args)  # bad options: exit 2 before anything is built
+    out = _results_dir(cfg, args, "fsx-")
+    return soak.main(cfg, _request(args, args.variant), out, ui, args)
+
+
+def cmd_bisect(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _cfg(args)
+    out = _results_dir(cfg, args, "bisect-")
+    req = bisect_job.BisectRequest(
+        test=args.test, series=args.series, kernel_tree=args.kernel_tree, good=args.good,
+        bad=args.bad, expect=tuple(args.expect), repeat=args.repeat, first_bad=args.first_bad,
+        flake_threshold=args.flake_threshold)
+    result = bisect_job.run(cfg, req, out, ui)
+    print(result.message)
+    ui.note(f"step log: {out / 'bisect.json'}")
+    return 0 if result.first else 1
+
+
+def cmd_selftime(args: argparse.Namespace, ui: Ui) -> int:
+    req = selftime.request_from(args)  # bad options: exit 2 before anything starts
+    cfg = _cfg(args)
+    if args.machine:
+        cfg = replace(cfg, vm=replace(cfg.vm, machine=args.machine))
+    out = _results_dir(cfg, args, "selftime-")
+    report = selftime.run(cfg, req, out, ui)
+    print(selftime.render(report))
+    ui.note(f"figures: {out / 'selftime.json'} and selftime.txt")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace, ui: Ui) -> int:
+    """Every feature a variant can claim, and what a tree implies."""
+    tree = args.kernel_tree.resolve() if args.kernel_tree else None
+    if tree is None and (Path.cwd() / "Kconfig").is_file() and (Path.cwd() / "fs").is_dir():
+        tree = Path.cwd()
+    found = implied.detect_in_folder(tree) if tree else {}
+    if tree and not (tree / "Makefile").is_file():
+        raise ConfigError(f"--kernel-tree {tree}: not a kernel source tree (no Makefile)")
+    for name, meaning in features.FEATURES.items():
+        mark = ""
+        if tree:
+            ev = found.get(name)
+            regardless = name in implied.REGARDLESS
+            mark = (f"  [{'implied' if regardless else 'defined'} by {tree.name}: "
+                    f"{ev.path}: {ev.what}]" if ev else f"  [not in {tree.name}]")
+        print(f"{name}{mark}\n    {meaning}\n")
+    if tree:
+        kept = [f for f in implied.REGARDLESS if f in found]
+        print(f"a variant built from {tree} claims {', '.join(kept) or 'nothing'} by itself; "
+              "add what your patch claims with --expect")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _cfg(args)
+    only = tuple(p.strip() for p in (args.k or "").split(",") if p.strip())
+    calibrate.chosen(cfg.series, only)  # no witness to run is bad input: exit 2 now
+    out = _results_dir(cfg, args, "calibrate-")
+    result = calibrate.run(cfg, calibrate.CalibrateRequest(args.repeat, only), out, ui)
+    text = document.text(f"calibration of {result.series}, {result.repeat} runs each",
+                         [document.Block("witnesses", tables=(result.table(),))])
+    (out / "calibration.txt").write_text(text)
+    print(text)
+    return 0 if result.ok else verdict.EXIT_KERNEL_FAILED
+
+
+# --- entry point ----------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab", description=usage.DESCRIPTION,
+                                     epilog=usage.EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("build", help="build kernel variants (cached, incremental)")
+    _add_common(p)
+    _add_variants(p)
+    p.add_argument("--json", action="store_true", help="print name, bzImage, sha256, seconds")
+    p.add_argument("--print-cache-key", action="store_true",
+                   help="print the cache key and every input of the build keys; build nothing")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("image", help="build the guest root image (cached)")
+    _add_common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_image)
+
+    p = sub.add_parser("boot", help="boot a variant and keep it up until Ctrl-C")
+    _add_common(p)
+    p.add_argument("variant_name", metavar="VARIANT")
+    _add_variants(p, many=False)
+    p.set_defaults(func=cmd_boot)
+
+    p = sub.add_parser("ssh", help="boot a variant, run a command (or a shell), shut down")
+    _add_common(p)
+    p.add_argument("variant_name", metavar="VARIANT")
+    _add_variants(p, many=False)
+    p.add_argument("--timeout", type=float, default=300.0, help="command timeout (s, KVM-scale)")
+    p.set_defaults(func=cmd_ssh, command=[])
+    p.epilog = "Everything after `--` is the command, run by the guest's shell as ssh(1) does."
+
+    p = sub.add_parser("doctor", help="check the host and say what to install")
+    _add_common(p)
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("test", help="run the regression suite on variants")
+    _add_common(p)
+    _add_variants(p)
+    p.add_argument("-k", metavar="EXPR",
+                   help="cases named EXPR exactly, else whose name contains EXPR "
+                        "(a,b for several)")
+    p.add_argument("--repeat", type=positive_int, default=1,
+                   help="run each case N times (flake check)")
+    p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+    p.add_argument("--fresh", action="store_true",
+                   help="run every check again, even where cached verdicts of the same "
+                        "inputs exist")
+    p.add_argument("--bisect-run", action="store_true",
+                   help="exit codes for git bisect run: 0 good, 1 bad, 125 this commit cannot "
+                        "be tested (or a case is flaky), 128 abort (bad input, the lab broke)")
+    p.add_argument("--flake-threshold", type=fraction, metavar="F",
+                   help="with --repeat: a case failing at least this fraction of its runs "
+                        "fails, below it is flaky (default 0.5; a skip to --bisect-run)")
+    _add_scripts(p)
+    p.set_defaults(func=cmd_test)
+
+    for name, helptext in (("bench", "benchmark variants with fio over FUSE"),
+                           ("run", "the main job: build, boot, check, benchmark, report")):
+        p = sub.add_parser(name, help=helptext)
+        _add_common(p)
+        _add_variants(p)
+        p.add_argument("--workload", action="append", help="ssf, ssf-presized, fpj")
+        p.add_argument("--jobs", action="append", help="numjobs list, e.g. 1,2,4,8")
+        p.add_argument("--mode", action="append", help="null, latency")
+        p.add_argument("--repeat", type=positive_int, help="repeats per point")
+        p.add_argument("--job-file", type=Path, metavar="FILE",
+                       help="your own fio job file (no directory=; run on the FUSE mount)")
+        p.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+        p.add_argument("--fresh", action="store_true",
+                       help="run the suite again even where cached verdicts exist")
+        if name == "run":
+            _add_scripts(p)
+            p.add_argument("-k", metavar="EXPR",
+                           help="run only the suite's cases named EXPR, else whose "
+                                "name contains it")
+        p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="merge shard results into one report")
+    p.add_argument("--merge", nargs="+", type=Path, required=True, metavar="DIR")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="compare two runs' benchmarks (same table and rule)")
+    p.add_argument("run_a", type=Path, metavar="RUN_A", help="results folder or results.json")
+    p.add_argument("run_b", type=Path, metavar="RUN_B", help="the run compared against RUN_A")
+    p.add_argument("--out", type=Path, metavar="DIR", help="default: next to RUN_B")
+    p.add_argument("--variant-a", metavar="NAME", help="RUN_A's variant (default: match names)")
+    p.add_argument("--variant-b", metavar="NAME", help="RUN_B's variant (default: match names)")
+    p.add_argument("--force", action="store_true", help="compare despite differing settings")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("mutate", help="mutation testing: does the suite catch broken versions "
+                       "of the patch?")
+    _add_common(p)
+    _add_variants(p)
+    p.add_argument("--max", type=positive_int, metavar="N", help="run at most N mutants")
+    p.add_argument("--seed", type=non_negative_int, metavar="S",
+                   help="draw the mutants in a random order from seed S (default: file order)")
+    p.add_argument("--shard", metavar="K/N", help="run only shard K of N of the mutants")
+    p.add_argument("--mutant", action="append", default=[], metavar="KEY",
+                   help="run only this mutant (repeatable), e.g. the survivors of a run")
+    p.add_argument("--equivalents", type=Path, metavar="FILE",
+                   help="mutants shown equivalent (default: the series' "
+                        "equivalent-mutants.toml)")
+    p.set_defaults(func=cmd_mutate)
+
+    p = sub.add_parser("bisect", help="find the version or commit where a case changes")
+    _add_common(p)
+    p.add_argument("--series", type=Path, help="a patch series folder (bisect its versions)")
+    p.add_argument("--kernel-tree", type=Path, metavar="PATH", help="a git kernel tree")
+    p.add_argument("--good", help="known good revision (with --kernel-tree)")
+    p.add_argument("--bad", help="known bad revision (with --kernel-tree)")
+    p.add_argument("--test", required=True, metavar="CASE", help="case name or unique part")
+    p.add_argument("--expect", action="append", default=[], metavar="FEATURE")
+    p.add_argument("--repeat", type=positive_int, default=1, help="runs per step (flaky cases)")
+    p.add_argument("--flake-threshold", type=fraction, default=0.5, metavar="F",
+                   help="with --repeat: a step is bad when at least this fraction of its runs "
+                        "fail, flaky (skipped) below it (default 0.5)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--first-good", action="store_true", help="first version that passes")
+    which.add_argument("--first-bad", action="store_true", help="first version that fails")
+    p.set_defaults(func=cmd_bisect)
+
+
+    p = sub.add_parser("fsx", help="soak variants with labfsx, the randomized concurrent "
+                       "exerciser, with progress")
+    _add_common(p)
+    _add_variants(p)
+    soak.add_arguments(p)
+    p.set_defaults(func=cmd_fsx)
+
+    p = sub.add_parser("features", help="what each feature means, and what a kernel tree "
+                       "implies by itself")
+    p.add_argument("--kernel-tree", type=Path, metavar="PATH",
+                   help="the tree to read (default: the current folder if it is one)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("calibrate", help="prove every case can fail: each witness patch of "
+                       "the series fails its case every run, the newest version never")
+    _add_common(p)
+    p.add_argument("--series", type=Path, metavar="DIR",
+                   help="the patch series folder whose witnesses/ to run")
+    p.add_argument("--repeat", type=positive_int, default=1, help="runs of each (1)")
+    p.add_argument("-k", metavar="NAMES", help="only these witnesses or cases (a,b,c)")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("selftime", help="measure the lab's own loop here: boot to SSH, a "
+                       "case, a fio run's overhead, a warm lab test --patch")
+    _add_common(p)
+    p.add_argument("--repeat", type=positive_int, default=3, help="runs per figure (3)")
+    p.add_argument("--only", action="append", metavar="FIGURES",
+                   help="some of boot,case,fio,patch (default all)")
+    p.add_argument("--variant", dest="selftime_variant", default="baseline", metavar="NAME",
+                   help="the cached kernel to boot (default baseline)")
+    p.add_argument("--case", default="parallel-nonextending", help="the case to time")
+    p.add_argument("--machine", choices=["pc", "microvm"], help="QEMU machine type")
+    p.set_defaults(func=cmd_selftime)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `lab ssh VARIANT [options] -- CMD...`: options before `--` are the lab's.
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
+    # Under git bisect run, anything that is not about the commit aborts the
+    # bisection (128): a bad command line included, which argparse exits 2 on.
+    bisect_run = "--bisect-run" in argv
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if bisect_run and exc.code not in (0, None):
+            return verdict.BISECT_ABORT
+        raise
+    if command and args.cmd != "ssh":
+        parser.error("only `lab ssh` takes a command after --")
+    args.command = command
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    ui = Ui()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_terminate)
+    try:
+        return args.func(args, ui)
+    except LabError as exc:
+        ui.error(exc.describe())
+        return verdict.bisect_code(exc) if bisect_run else verdict.exit_code(exc)
+    except (KeyboardInterrupt, Terminated):
+        ui.error("interrupted; everything started was stopped")
+        return verdict.BISECT_ABORT if bisect_run else EXIT_INTERRUPTED
+    except Exception:
+        # A bug or an unexpected host failure: never exit 1, which means
+        # "the kernel failed a test" (and "bad" to git bisect run).
+        ui.console.print_exception()
+        ui.error("internal error (the traceback above is a bug report)")
+        return verdict.BISECT_ABORT if bisect_run else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What runs inside the guest (labfs, labprobe, labfsx) and the typed records it prints."""

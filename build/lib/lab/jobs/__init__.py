@@ -1,0 +1,1 @@
+"""The lab's jobs behind the CLI: run/test, soak, selftime, doctor, keys, reproduce."""

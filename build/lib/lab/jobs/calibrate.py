@@ -1,0 +1,135 @@
+"""`lab calibrate`: every witness fails its case every time, the correct kernel never.
+
+For each witness of the series (lab.kernel.witnesses) the variant `user` is
+the series' newest version plus the witness, claiming what the newest version
+claims; its case runs `repeat` times, each run judged on its own (a kernel
+failure is a detection, and the next run gets a fresh VM). The series'
+newest version runs every witnessed case as many times. A witness detected
+fewer than `repeat` times, or a correct kernel that fails even once, makes
+the calibration fail (exit 1): the suite's power has drifted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab import pipeline
+from lab.config import LabConfig
+from lab.errors import ConfigError, KernelFailure
+from lab.kernel import witnesses
+from lab.kernel.series import load_series
+from lab.kernel.variants import USER_VARIANT
+from lab.report.document import Table
+from lab.suite import catalog, checks
+from lab.suite.spec import Case
+from lab.ui import Ui
+
+CORRECT = "patched"
+
+
+@dataclass(frozen=True)
+class CalibrateRequest:
+    repeat: int = 1
+    only: tuple[str, ...] = ()  # witness names or cases; empty: all
+
+
+@dataclass(frozen=True)
+class Row:
+    variant: str  # a witness's name, or CORRECT
+    case: str
+    failed: int
+    runs: int
+    breaks: str = ""
+    evidence: str = ""  # the last failure's observation (or the last pass's)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == (0 if self.variant == CORRECT else self.runs)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    series: str
+    repeat: int
+    rows: tuple[Row, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def table(self) -> Table:
+        return Table(("kernel", "case", "failed", "want", "verdict", "what it breaks"),
+                     tuple((r.variant, r.case, f"{r.failed}/{r.runs}",
+                            "0" if r.variant == CORRECT else f"{r.runs}",
+                            "ok" if r.ok else "DRIFT", r.breaks) for r in self.rows))
+
+
+def chosen(folder: Path, only: Sequence[str]) -> list[witnesses.Witness]:
+    found = witnesses.load(folder)
+    known = {c.name for c in catalog.CASES}
+    for w in found:
+        if w.case not in known:
+            raise ConfigError(f"{w.patch}: names case {w.case!r}, which the suite does not have")
+    picked = [w for w in found if not only or w.name in only or w.case in only]
+    if not picked:
+        raise ConfigError(f"{folder}: no witness matches {', '.join(only) or 'anything'} "
+                          f"(witnesses: {', '.join(w.name for w in found) or 'none'})")
+    return picked
+
+
+def _runs(cfg: LabConfig, p: pipeline.Prepared, variant: str, case: Case, repeat: int,
+          out: Path, ui: Ui) -> tuple[int, str]:
+    """How many of `repeat` runs of `case` failed, each judged alone."""
+    failed, evidence, left = 0, "", repeat
+    features = p.builds[variant].features
+    while left:
+        try:
+            with pipeline.deployed(cfg, p, variant, out, ui) as (_vm, guest):
+                while left:
+                    run = checks.run_case(case, guest, variant, features)
+                    left -= 1
+                    failed += not run.result.passed
+                    evidence = run.result.observed
+                    if not run.vm_usable:
+                        break
+        except KernelFailure as exc:  # the kernel fails at boot: a detection too
+            failed += left
+            evidence = f"kernel {exc.kind} at boot: {str(exc).splitlines()[0]}"
+            left = 0
+    return failed, evidence
+
+
+def run(cfg: LabConfig, req: CalibrateRequest, out: Path, ui: Ui,
+        on_row: Callable[[Row], None] | None = None) -> Calibration:
+    series = load_series(cfg.series)
+    picked = chosen(series.folder, req.only)
+    newest = series.version(series.newest)
+    by_name = {c.name: c for c in catalog.CASES}
+    rows: list[Row] = []
+
+    def add(row: Row) -> None:
+        rows.append(row)
+        ui.note(f"{row.variant}: {row.case} failed {row.failed}/{row.runs} "
+                f"({'ok' if row.ok else 'DRIFT'}): {row.evidence}")
+        if on_row:
+            on_row(row)
+        (out / "calibration.json").write_text(json.dumps(
+            {"series": series.name, "repeat": req.repeat,
+             "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+
+    out.mkdir(parents=True, exist_ok=True)
+    correct = pipeline.prepare(cfg, pipeline.VariantRequest(names=(CORRECT,)), out, ui)
+    for case_name in dict.fromkeys(w.case for w in picked):
+        failed, evidence = _runs(cfg, correct, CORRECT, by_name[case_name], req.repeat, out, ui)
+        add(Row(CORRECT, case_name, failed, req.repeat, evidence=evidence))
+    for w in picked:
+        wreq = pipeline.VariantRequest(names=(USER_VARIANT,), patches=(newest.patch, w.patch),
+                                       expect=newest.features)
+        p = pipeline.prepare(cfg, wreq, out / w.name, ui)
+        failed, evidence = _runs(cfg, p, USER_VARIANT, by_name[w.case], req.repeat,
+                                 out / w.name, ui)
+        add(Row(w.name, w.case, failed, req.repeat, w.breaks, evidence))
+    return Calibration(series.name, req.repeat, tuple(rows))

@@ -1,0 +1,1 @@
+"""Kernels: sources, patch series, patching, variants, features and the build."""

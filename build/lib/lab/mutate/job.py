@@ -1,0 +1,315 @@
+"""`lab mutate`: does the suite notice when the code under test is wrong?
+
+For the C functions a variant's own patches change (the series' baseline
+patch is not the variant's change), every mutant from lab/mutation.py is
+built incrementally in one build folder, booted, and run against the suite
+in order; the first failed case kills it. The kill matrix (mutant, operator,
+diff, killed-by case / survived / build-failed / timed-out / equivalent) is
+written after every mutant as JSON, Markdown and JUnit, with the score:
+killed / (mutants that built, less those shown equivalent).
+
+Equivalent mutants (no observable behaviour can tell them from the
+original) are declared by a person, with the reason, in the series folder's
+`equivalent-mutants.toml`; their keys are stable hashes of the edit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import tempfile
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from lab import pipeline
+from lab.config import LabConfig
+from lab.errors import BootError, BuildError, ConfigError, KernelFailure
+from lab.host import cache, proc
+from lab.kernel.build import Variant
+from lab.kernel.series import load_series
+from lab.mutate import mutants
+from lab.mutate.mutants import Mutant
+from lab.shard import Shard, select
+from lab.suite import catalog, checks
+from lab.ui import Ui
+
+EQUIVALENTS_FILE = "equivalent-mutants.toml"
+MUTANT_VARIANT = "mutant"
+COUNTED = ("killed", "timed-out", "survived")
+
+
+@dataclass(frozen=True)
+class MutateRequest:
+    variant: pipeline.VariantRequest
+    limit: int | None = None
+    seed: int | None = None
+    shard: Shard | None = None
+    equivalents: Path | None = None
+    only: tuple[str, ...] = ()  # mutant keys (re-run the survivors after a suite change)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    operator: str
+    function: str
+    line: int
+    summary: str
+    status: str  # killed | survived | build-failed | timed-out | equivalent
+    killed_by: str = ""
+    detail: str = ""
+    build_s: float = 0.0
+    test_s: float = 0.0
+    diff: str = ""
+
+
+@dataclass(frozen=True)
+class MutationReport:
+    variant: str
+    functions: tuple[str, ...]
+    generated: int
+    outcomes: tuple[Outcome, ...] = ()
+    equivalents: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float | None:
+        counted = [o for o in self.outcomes if o.status in COUNTED]
+        if not counted:
+            return None
+        return sum(o.status != "survived" for o in counted) / len(counted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "functions": list(self.functions),
+                "generated": self.generated, "score": self.score,
+                "by_status": dict(Counter(o.status for o in self.outcomes)),
+                "by_operator": _by_operator(self.outcomes),
+                "outcomes": [dataclasses.asdict(o) for o in self.outcomes]}
+
+
+def _by_operator(outcomes: Sequence[Outcome]) -> dict[str, dict[str, int]]:
+    table: dict[str, dict[str, int]] = {}
+    for o in outcomes:
+        table.setdefault(o.operator, Counter())[o.status] += 1  # type: ignore[index]
+    return {op: dict(c) for op, c in table.items()}
+
+
+# --- what the variant's own patches change -----------------------------------------
+
+
+def _patched_c_files(patches: Sequence[Path]) -> list[str]:
+    files: list[str] = []
+    for p in patches:
+        for m in re.finditer(r"^\+\+\+ b/(\S+\.[ch])\s*$", p.read_text(errors="replace"), re.M):
+            if m.group(1) not in files:
+                files.append(m.group(1))
+    return files
+
+
+def _image_of(tree: Path, relpaths: Sequence[str], patches: Sequence[Path],
+              log_path: Path) -> dict[str, str]:
+    """The files' text after `patches`, applied to copies (never the shared tree)."""
+    with tempfile.TemporaryDirectory(prefix="lab-mutate-") as tmp:
+        work = Path(tmp)
+        for rel in relpaths:
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            if (tree / rel).is_file():
+                shutil.copy2(tree / rel, work / rel)
+        includes = [f"--include={rel}" for rel in relpaths]
+        for patch in patches:
+            res = proc.run(["git", "apply", "--unidiff-zero", *includes, str(patch.resolve())],
+                           timeout=60, cwd=work, log_path=log_path, check=False)
+            if not res.ok:
+                raise ConfigError(f"{patch}: does not apply to {', '.join(relpaths)}",
+                                  excerpt=res.tail())
+        return {rel: (work / rel).read_text() if (work / rel).is_file() else ""
+                for rel in relpaths}
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str  # relative to the tree
+    text: str  # the variant's version of the file
+    mutants: tuple[Mutant, ...]
+    functions: tuple[str, ...]
+
+
+def targets(v: Variant, own: Sequence[Path], log_path: Path) -> list[Target]:
+    """The changed C functions of the variant's own patches, with their mutants."""
+    files = _patched_c_files(own)
+    if not files:
+        raise ConfigError("the patch changes no C file: "
+                          + ", ".join(str(p) for p in own))
+    base = [p for p in v.patches if p not in own]
+    before = _image_of(v.source.path, files, base, log_path)
+    after = _image_of(v.source.path, files, v.patches, log_path)
+    out = []
+    for rel in files:
+        changed = mutants.changed_functions(before[rel], after[rel])
+        if changed:
+            out.append(Target(rel, after[rel], tuple(mutants.mutants(after[rel], changed)),
+                              tuple(f.name for f in changed)))
+    if not out:
+        raise ConfigError(f"the patch changes no C function (files: {', '.join(files)})")
+    return out
+
+
+def load_equivalents(path: Path | None) -> dict[str, str]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    out = {}
+    for i, entry in enumerate(data.get("mutant", [])):
+        key, reason = entry.get("key"), entry.get("reason")
+        if not isinstance(key, str) or not isinstance(reason, str) or not reason.strip():
+            raise ConfigError(f"{path}: [[mutant]] #{i + 1} needs a `key` and a `reason`")
+        out[key] = reason
+    return out
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def run(cfg: LabConfig, req: MutateRequest, out: Path, ui: Ui) -> MutationReport:
+    series = load_series(cfg.series)
+    (v,) = pipeline.resolve_variants(cfg, req.variant, out)
+    own = [p for p in v.patches if series.baseline is None or p != series.baseline]
+    found = targets(v, own, out / "mutate-apply.log")
+    every = [(t, m) for t in found for m in t.mutants]
+    by_key = {m.key: (t, m) for t, m in every}
+    chosen = mutants.choose([m for _t, m in every], req.limit, req.seed)
+    if req.only:
+        unknown = sorted(set(req.only) - set(by_key))
+        if unknown:
+            raise ConfigError(f"--mutant: no such mutant: {', '.join(unknown)}")
+        chosen = [m for m in chosen if m.key in req.only]
+    chosen = select(chosen, req.shard, key=lambda m: f"mutant/{m.key}")
+    equivalents = load_equivalents(req.equivalents or series.folder / EQUIVALENTS_FILE)
+    functions = tuple(f"{t.path}:{name}" for t in found for name in t.functions)
+    ui.note(f"{v.name}: {len(every)} mutants of {', '.join(functions)}; running {len(chosen)}")
+    img = pipeline.image(cfg, out, ui)
+    # The unmutated variant first: the suite must pass it, or no kill means anything.
+    base_build = pipeline.build_variants(cfg, [v], out, ui)[0]
+    accel = pipeline.accelerator(cfg, base_build.bzimage, out, ui)
+    report = MutationReport(v.name, functions, len(every), (), equivalents)
+    (out / "mutants").mkdir(parents=True, exist_ok=True)
+    for i, mutant in enumerate(chosen, 1):
+        target, _ = by_key[mutant.key]
+        ui.note(f"[{i}/{len(chosen)}] {mutant.key} {mutant.summary}")
+        outcome = _one(cfg, v, target, mutant, img, accel, out, ui, equivalents)
+        report = dataclasses.replace(report, outcomes=(*report.outcomes, outcome))
+        write(report, out)
+        ui.note(f"    {outcome.status}{' by ' + outcome.killed_by if outcome.killed_by else ''}"
+                f" (build {outcome.build_s:.0f}s, test {outcome.test_s:.0f}s)")
+    return report
+
+
+def _one(cfg: LabConfig, v: Variant, target: Target, mutant: Mutant, img, accel, out: Path,
+         ui: Ui, equivalents: dict[str, str]) -> Outcome:
+    diff = mutants.unified_diff(target.path, target.text, mutant.apply(target.text))
+    diff_path = out / "mutants" / f"{mutant.key}.diff"
+    diff_path.write_text(diff)
+    base = Outcome(mutant.key, mutant.operator, mutant.function, mutant.line, mutant.summary,
+                   "survived", diff=diff)
+    if mutant.key in equivalents:
+        return dataclasses.replace(base, status="equivalent", detail=equivalents[mutant.key])
+    mv = dataclasses.replace(v, name=MUTANT_VARIANT, patches=(*v.patches, diff_path))
+    start = time.monotonic()
+    log_dir = out / "logs" / mutant.key
+    try:
+        build = pipeline.build_variants(cfg, [mv], log_dir, ui)[0]
+    except BuildError as exc:
+        return dataclasses.replace(base, status="build-failed",
+                                   detail=(exc.excerpt or str(exc))[-600:],
+                                   build_s=time.monotonic() - start)
+    build_s = time.monotonic() - start
+    p = pipeline.Prepared({MUTANT_VARIANT: build}, img, accel, {})
+    start = time.monotonic()
+    pending = list(catalog.CASES)
+    try:
+        while pending:
+            with pipeline.deployed(cfg, p, MUTANT_VARIANT, log_dir, ui) as (_vm, guest):
+                while pending:
+                    case = pending.pop(0)
+                    run = checks.run_case(case, guest, MUTANT_VARIANT, v.features)
+                    if not run.result.passed:
+                        return dataclasses.replace(
+                            base, status="killed", killed_by=case.name,
+                            detail=run.result.observed[:600], build_s=build_s,
+                            test_s=time.monotonic() - start)
+                    if not run.vm_usable:
+                        break
+    except KernelFailure as exc:
+        return dataclasses.replace(base, status="killed", killed_by="boot",
+                                   detail=str(exc)[:600], build_s=build_s,
+                                   test_s=time.monotonic() - start)
+    except BootError as exc:
+        return dataclasses.replace(base, status="timed-out", detail=str(exc)[:600],
+                                   build_s=build_s, test_s=time.monotonic() - start)
+    return dataclasses.replace(base, build_s=build_s, test_s=time.monotonic() - start)
+
+
+# --- the kill matrix -----------------------------------------------------------------
+
+
+def write(report: MutationReport, out: Path) -> None:
+    cache.write_json(out / "mutate.json", report.to_dict())
+    (out / "mutate.md").write_text(markdown(report))
+    (out / "junit.xml").write_text(junit(report))
+
+
+def markdown(report: MutationReport) -> str:
+    score = "n/a" if report.score is None else f"{100 * report.score:.0f}%"
+    status = Counter(o.status for o in report.outcomes)
+    lines = [f"# Mutation testing: {report.variant}", "",
+             f"Functions: {', '.join(report.functions)}. {report.generated} mutants generated, "
+             f"{len(report.outcomes)} run. **Score {score}** (killed / (built - equivalent)).",
+             "", " · ".join(f"{k}: {n}" for k, n in sorted(status.items())), "",
+             "| operator | killed | timed-out | survived | build-failed | equivalent |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for op, counts in _by_operator(report.outcomes).items():
+        lines.append(f"| {op} | " + " | ".join(str(counts.get(s, 0)) for s in
+                                                 ("killed", "timed-out", "survived",
+                                                  "build-failed", "equivalent")) + " |")
+    lines += ["", "| mutant | operator | where | status | by | build s | test s |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for o in report.outcomes:
+        lines.append(f"| `{o.key}` | {o.operator} | {o.function}:{o.line} | {o.status} | "
+                     f"{o.killed_by} | {o.build_s:.0f} | {o.test_s:.0f} |")
+    for o in report.outcomes:
+        if o.status in ("survived", "equivalent"):
+            lines += ["", f"## {o.status}: `{o.key}` {o.summary}", ""]
+            if o.detail:
+                lines += [o.detail, ""]
+            lines += ["```diff", o.diff.rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def junit(report: MutationReport) -> str:
+
+    failures = sum(o.status == "survived" for o in report.outcomes)
+    skipped = sum(o.status in ("build-failed", "equivalent") for o in report.outcomes)
+    cases = []
+    for o in report.outcomes:
+        name = quoteattr(f"{o.key} {o.summary}")
+        inner = ""
+        if o.status == "survived":
+            inner = (f'<failure message="survived: no case failed">'
+                     f"{escape(o.diff)}</failure>")
+        elif o.status in ("build-failed", "equivalent"):
+            inner = f"<skipped message={quoteattr(o.status + ': ' + o.detail[:200])}/>"
+        cases.append(f'  <testcase classname="mutate.{o.operator}" name={name} '
+                     f'time="{o.build_s + o.test_s:.1f}">{inner}</testcase>')
+    return ('<?xml version="1.0" encoding="utf-8"?>\n'
+            f'<testsuite name="lab mutate {escape(report.variant)}" tests="{len(cases)}" '
+            f'failures="{failures}" skipped="{skipped}">\n' + "\n".join(cases)
+            + "\n</testsuite>\n")

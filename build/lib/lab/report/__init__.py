@@ -1,0 +1,1 @@
+"""The report: statistics, comparisons, Markdown/HTML/text documents, plots and JUnit."""

@@ -1,0 +1,83 @@
+"""JUnit XML for CI systems: a testsuite per variant, a testcase per check.
+
+Written with xml.etree (no dependency); control characters that XML 1.0
+forbids, which consoles are full of, are replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+from lab.report.analysis import order
+from lab.report.cells import value_text
+from lab.report.document import ANSI
+from lab.results import RunResults
+
+# XML 1.0 forbids most control characters; consoles are full of them.
+_XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _XML_BAD.sub("\ufffd", ANSI.sub("", text))
+
+
+def render_junit(results: RunResults) -> str:
+    """JUnit XML: a testsuite per variant, a testcase per check."""
+    variants = order(
+        [*results.variants, *(c.variant for c in results.checks)], ("baseline", "patched")
+    )
+    root = ET.Element("testsuites", name=_xml(f"kernel-lab {results.run_id}"))
+    total = failed = 0
+    total_time = 0.0
+    for variant in variants:
+        checks = [c for c in results.checks if c.variant == variant]
+        fails = sum(not c.passed for c in checks)
+        time = sum(c.duration_s for c in checks)
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=_xml(variant),
+            tests=str(len(checks)),
+            failures=str(fails),
+            errors="0",
+            skipped="0",
+            time=f"{time:.3f}",
+            timestamp=_xml(results.created),
+        )
+        info = results.variants.get(variant, {})
+        if info:
+            props = ET.SubElement(suite, "properties")
+            for key, value in info.items():
+                ET.SubElement(props, "property", name=_xml(key), value=_xml(value_text(value)))
+        for c in checks:
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=_xml(f"kernel-lab.{variant}"),
+                name=_xml(c.name),
+                time=f"{c.duration_s:.3f}",
+            )
+            if not c.passed:
+                failure = ET.SubElement(
+                    case,
+                    "failure",
+                    message=_xml(f"expected {c.expected}; observed {c.observed}"),
+                    type="ExpectationFailed",
+                )
+                failure.text = _xml(
+                    f"expected: {c.expected}\nobserved: {c.observed}\n"
+                    + (f"details: {json.dumps(c.details, sort_keys=True)}\n" if c.details else "")
+                )
+            if c.console_excerpt:
+                ET.SubElement(case, "system-out").text = _xml(c.console_excerpt)
+        total += len(checks)
+        failed += fails
+        total_time += time
+    root.set("tests", str(total))
+    root.set("failures", str(failed))
+    root.set("errors", "0")
+    root.set("time", f"{total_time:.3f}")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

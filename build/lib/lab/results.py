@@ -1,0 +1,319 @@
+"""What a run produced, as data that round-trips through results.json, and
+the merge of shards (a data operation on results).
+
+Also holds the figures of the original benchmark (the cover letter of the
+FOPEN_PARALLEL_DIRECT_WRITES patch) so reports can set ours next to them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lab.errors import ConfigError
+from lab.verdict import RunsVerdict
+
+SCHEMA_VERSION = 1
+SHARED_WORKLOADS = ("ssf", "ssf-presized")
+PARALLEL_FEATURE = "parallel-direct-writes"
+
+# From the cover letter of "fuse: Allow non-extending parallel direct writes
+# on the same file" (Dharmendra Singh, v5, May 2022; seed file
+# 000_cea0b288e42422fd.txt): fio over libfuse's example/passthrough.c with
+# direct-io and parallel_direct_writes, backing writes disabled, bare metal.
+# "SSF gain in percentage" as stated there; file-per-job was reported as
+# unchanged. Note the stated gains for 1-8 jobs do not follow from the raw
+# bandwidths below (4 jobs: 4794 -> 14746 MiB/s is +208%, not +42%); both are
+# kept verbatim and reports show both.
+ORIGINAL_GAIN_PCT: Mapping[str, Mapping[int, float]] = {
+    "ssf": {1: 0.0, 2: 0.0, 4: 42.0, 8: 246.8, 16: 549.0, 32: 630.33},
+    "fpj": {1: 0.0, 2: 0.0, 4: 0.0, 8: 0.0, 16: 0.0, 32: 0.0},
+}
+
+# Raw "WRITE: bw=" figures from the same cover letter in MiB/s, per kernel
+# ("unpatched" -> baseline), workload and numjobs; GiB/s values times 1024.
+ORIGINAL_BW_MIB: Mapping[str, Mapping[str, Mapping[int, float]]] = {
+    "baseline": {
+        "fpj": {1: 3441, 2: 8174, 4: 14.9 * 1024, 8: 23.4 * 1024, 16: 24.5 * 1024,
+                32: 20.5 * 1024},
+        "ssf": {1: 3624, 2: 5801, 4: 4794, 8: 3946, 16: 4040, 32: 2822},
+    },
+    "patched": {
+        "fpj": {1: 3193, 2: 9084, 4: 14.8 * 1024, 8: 24.5 * 1024, 16: 24.2 * 1024,
+                32: 19.3 * 1024},
+        "ssf": {1: 3137, 2: 7736, 4: 14.4 * 1024, 8: 22.6 * 1024, 16: 25.6 * 1024,
+                32: 20.2 * 1024},
+    },
+}  # fmt: skip
+
+
+def original_workload(workload: str) -> str | None:
+    """The cover-letter workload ours corresponds to (ssf-presized -> ssf)."""
+    if workload in SHARED_WORKLOADS:
+        return "ssf"
+    return "fpj" if workload == "fpj" else None
+
+
+def original_gain_pct(workload: str, numjobs: int) -> float | None:
+    """The cover letter's stated gain for our workload at `numjobs`, if any."""
+    orig = original_workload(workload)
+    return ORIGINAL_GAIN_PCT.get(orig, {}).get(numjobs) if orig else None
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any, what: str) -> T:
+    """Construct a flat dataclass from a dict, ignoring keys we do not know."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"results: {what} is not an object: {data!r:.80}")
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    required = {
+        f.name
+        for f in fields(cls)  # type: ignore[arg-type]
+        if f.default is MISSING and f.default_factory is MISSING
+    }
+    missing = sorted(required - data.keys())
+    if missing:
+        raise ConfigError(f"results: {what} lacks {', '.join(missing)}")
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"results: bad {what}: {e}") from e
+
+
+@dataclass(frozen=True)
+class BenchSample:
+    """One fio run: one variant, workload, server mode, job count and repeat.
+
+    mode "null": the server acknowledges WRITEs without copying data;
+    "latency": it holds each WRITE `write_delay_us`, so throughput shows how
+    many WRITEs the kernel lets run at once. `max_inflight` is the most WRITEs
+    the server saw in flight at once during the run.
+    """
+
+    variant: str
+    workload: str
+    mode: str
+    numjobs: int
+    repeat: int
+    bw_bytes: float
+    iops: float
+    max_inflight: int
+    extending_writes: int
+    write_delay_us: int
+
+    def __post_init__(self) -> None:
+        # JSON gives 3.0 or "3" as readily as 3; normalise so equality and keys work.
+        for name in ("numjobs", "repeat", "max_inflight", "extending_writes", "write_delay_us"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        for name in ("bw_bytes", "iops"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int]:
+        return (self.variant, self.workload, self.mode, self.numjobs, self.repeat)
+
+    @property
+    def bw_mib(self) -> float:
+        return self.bw_bytes / (1 << 20)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BenchSample:
+        return _build(cls, data, "sample")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One functional check on one variant, with the evidence for its verdict."""
+
+    name: str
+    variant: str
+    passed: bool
+    expected: str
+    observed: str
+    details: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    console_excerpt: str = ""
+    # The flake policy's verdict over the runs: "pass", "fail" or "flaky"
+    # (a failed check that some runs passed); lab.verdict.RunsVerdict's values.
+    verdict: str = ""
+
+    @property
+    def runs_verdict(self) -> RunsVerdict:
+        if self.verdict:
+            return RunsVerdict(self.verdict)
+        return RunsVerdict.PASS if self.passed else RunsVerdict.FAIL
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.variant)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        check = _build(cls, data, "check")
+        if not isinstance(check.passed, bool):
+            raise ConfigError(f"results: check {check.name!r}: passed is {check.passed!r}")
+        return check
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """Everything one run (or a merge of shards) produced.
+
+    `inputs` identifies what was measured (kernel source, patch and config
+    hashes, vcpus, ...): shards merge only when their inputs are equal.
+    `variants` maps a variant name to facts about its kernel, e.g.
+    {"kernel_release": ..., "bzimage_sha256": ..., "features": [...]}.
+    """
+
+    run_id: str
+    created: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accel: str = ""
+    samples: tuple[BenchSample, ...] = ()
+    checks: tuple[CheckResult, ...] = ()
+    notes: tuple[str, ...] = ()
+    # Where the run's time went (lab.ui.PhaseTimer.to_dict); per shard once merged.
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    def has_parallel_writes(self, variant: str) -> bool | None:
+        """Whether the variant's kernel claims the feature; None if unknown."""
+        features = self.variants.get(variant, {}).get("features")
+        if features is None:
+            return None
+        return PARALLEL_FEATURE in features
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "created": self.created,
+            "inputs": self.inputs,
+            "variants": self.variants,
+            "accel": self.accel,
+            "samples": [s.to_dict() for s in self.samples],
+            "checks": [c.to_dict() for c in self.checks],
+            "notes": list(self.notes),
+            "timings": self.timings,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunResults:
+        if not isinstance(data, Mapping):
+            raise ConfigError("results: top level is not an object")
+        schema = data.get("schema", SCHEMA_VERSION)
+        if schema != SCHEMA_VERSION:
+            raise ConfigError(f"results: schema {schema!r}, this lab reads {SCHEMA_VERSION}")
+        for key in ("run_id", "created"):
+            if not isinstance(data.get(key), str):
+                raise ConfigError(f"results: {key} missing or not a string")
+        return cls(
+            run_id=data["run_id"],
+            created=data["created"],
+            inputs=dict(data.get("inputs") or {}),
+            variants={k: dict(v) for k, v in (data.get("variants") or {}).items()},
+            accel=str(data.get("accel", "")),
+            samples=tuple(BenchSample.from_dict(s) for s in data.get("samples") or ()),
+            checks=tuple(CheckResult.from_dict(c) for c in data.get("checks") or ()),
+            notes=tuple(str(n) for n in data.get("notes") or ()),
+            timings=dict(data.get("timings") or {}),
+        )
+
+    def save(self, path: Path) -> Path:
+        """Write JSON atomically, so a crash never leaves half a results file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> RunResults:
+        try:
+            data = json.loads(path.read_text())
+        except OSError as e:
+            raise ConfigError(f"cannot read results {path}: {e.strerror}") from e
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"results {path} is not JSON: {e}") from e
+        return cls.from_dict(data)
+
+
+def merge(results_list: Sequence[RunResults]) -> RunResults:
+    """Merge shard results into one.
+
+    Refuses (ConfigError) when shards disagree on `inputs`: their numbers
+    would not describe the same kernels. Identical samples (same variant,
+    workload, mode, numjobs, repeat) and checks (same name, variant) are
+    kept once; if two shards disagree on one, the first sample and the
+    failing check are kept and a note says so. Variant facts and the
+    accelerator are merged with a note on conflicts (separately built
+    bzImages need not be bit-identical).
+    """
+    if not results_list:
+        raise ConfigError("nothing to merge")
+    first = results_list[0]
+    for other in results_list[1:]:
+        keys = set(first.inputs) | set(other.inputs)
+        differ = sorted(k for k in keys if first.inputs.get(k, None) != other.inputs.get(k, None))
+        if differ:
+            raise ConfigError(
+                f"cannot merge {other.run_id} into {first.run_id}: inputs differ in "
+                + ", ".join(differ)
+            )
+    notes: list[str] = [n for r in results_list for n in r.notes]
+    variants: dict[str, dict[str, Any]] = {}
+    for r in results_list:
+        for name, info in r.variants.items():
+            have = variants.setdefault(name, dict(info))
+            for key, value in info.items():
+                if key not in have:
+                    have[key] = value
+                elif have[key] != value:
+                    notes.append(f"merge: shard {r.run_id} has another {name} {key}: {value!r}")
+
+    samples: dict[tuple[str, str, str, int, int], BenchSample] = {}
+    for r in results_list:
+        for s in r.samples:
+            if s.key not in samples:
+                samples[s.key] = s
+            elif samples[s.key] != s:
+                notes.append(f"merge: conflicting sample {s.key} in {r.run_id}; kept the first")
+    checks: dict[tuple[str, str], CheckResult] = {}
+    for r in results_list:
+        for c in r.checks:
+            have = checks.get(c.key)
+            if have is None:
+                checks[c.key] = c
+            elif have != c:
+                notes.append(
+                    f"merge: conflicting check {c.key} in {r.run_id}; kept a failing result"
+                )
+                if have.passed and not c.passed:
+                    checks[c.key] = c
+    accels = list(dict.fromkeys(r.accel for r in results_list if r.accel))
+    if len(accels) > 1:
+        notes.append(f"merge: shards ran under different accelerators: {', '.join(accels)}")
+    return RunResults(
+        run_id=first.run_id,
+        created=min(r.created for r in results_list),
+        inputs=dict(first.inputs),
+        variants=variants,
+        accel="+".join(accels),
+        samples=tuple(samples.values()),
+        checks=tuple(checks.values()),
+        notes=tuple(dict.fromkeys(notes)),
+        timings=dict(first.timings) if len(results_list) == 1 else
+        {"shards": {r.run_id: r.timings for r in results_list if r.timings}},
+    )
