@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lab import config
 from lab.host import proc
+from lab.kernel import gittree
 
 # Options whose value is a file that decides the result.
 FILE_OPTIONS = ("--patch", "--job-file", "--script", "--kconfig", "--fragment")
@@ -32,7 +33,7 @@ CONFIG_EOF = "LAB_CONFIG_EOF"
 
 
 def _git(repo: Path, *args: str) -> proc.CommandResult:
-    return proc.capture(["git", "-C", str(repo), *args], timeout=120)
+    return gittree.query(repo, *args)
 
 
 def _bytes(text: str) -> bytes:

@@ -18,10 +18,8 @@ from lab.bisect.search import (
     Verdict,
     bisect,
     format_step,
-    private_checkout,
     rev_list,
     short,
-    verdict_from_runs,
     verdict_tester,
 )
 from lab.errors import ConfigError
@@ -167,38 +165,6 @@ def test_other_exceptions_propagate():
 
     with pytest.raises(RuntimeError):
         bisect(SERIES, broken)
-
-
-# --- flaky verdicts ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("passes", "threshold", "expect"),
-    [
-        ([True], 0.5, G),
-        ([False], 0.5, B),
-        ([True] * 5, 0.5, G),
-        ([True, True, True, True, False], 0.5, S),  # 20% failing: too flaky to call
-        ([True, True, False, False], 0.5, B),  # exactly at the threshold is BAD
-        ([True, False, False], 0.5, B),
-        ([True, True, False], 0.5, S),
-        ([True, True, False], 0.3, B),
-        ([False, False, False], 1.0, B),
-        ([True, False, False], 1.0, S),
-    ],
-)
-def test_verdict_from_runs(passes, threshold, expect):
-    assert verdict_from_runs(passes, bad_threshold=threshold) is expect
-
-
-def test_verdict_from_runs_rejects_nonsense():
-    with pytest.raises(ValueError):
-        verdict_from_runs([])
-    with pytest.raises(ValueError):
-        verdict_from_runs([True], bad_threshold=0.0)
-
-
-# --- adapter, validation, JSON -----------------------------------------------------
 
 
 def test_verdict_tester_adapter_and_json():
@@ -358,64 +324,3 @@ def test_rev_list_rejects_unknown_and_unrelated_revs(repo):
     with pytest.raises(ConfigError, match="not a valid revision"):
         rev_list(root, "--all", shas[5])
 
-
-def test_private_checkout_leaves_the_users_repo_alone(repo, tmp_path):
-    root, shas = repo
-    # The user is mid-edit: a modified tracked file, a staged change, an untracked file.
-    (root / "version").write_text("uncommitted\n")
-    (root / "file1").write_text("staged\n")
-    git(root, "add", "file1")
-    (root / "scratch.txt").write_text("untracked\n")
-    status = git(root, "status", "--porcelain")
-    index = (root / ".git" / "index").read_bytes()
-    head = git(root, "rev-parse", "HEAD")
-
-    dest = tmp_path / "private"
-    for i in (2, 0, 5, 3):
-        assert private_checkout(root, shas[i], dest) == dest
-        assert (dest / "version").read_text() == f"{i}\n"
-        assert sorted(p.name for p in dest.glob("file*")) == [f"file{j}" for j in range(i + 1)]
-        assert not (dest / "scratch.txt").exists()
-
-    assert (root / ".git" / "index").read_bytes() == index
-    assert git(root, "rev-parse", "HEAD") == head
-    assert git(root, "status", "--porcelain") == status
-    assert (root / "version").read_text() == "uncommitted\n"
-    assert (root / "scratch.txt").read_text() == "untracked\n"
-
-
-def test_private_checkout_of_a_clean_repo_keeps_it_clean(repo, tmp_path):
-    root, shas = repo
-    dest = tmp_path / "private"
-    private_checkout(root, shas[1], dest)
-    (dest / "build-output.o").write_text("left over\n")
-    (dest / "version").write_text("scribbled\n")
-    # A commit made after the clone is reachable through the shared objects.
-    (root / "version").write_text("6\n")
-    git(root, "commit", "--quiet", "-am", "commit 6")
-    new = git(root, "rev-parse", "HEAD").strip()
-    private_checkout(root, new, dest)
-    assert (dest / "version").read_text() == "6\n"
-    assert not (dest / "build-output.o").exists()
-    assert git(root, "status", "--porcelain") == ""
-    assert git(root, "rev-parse", "HEAD").strip() == new
-
-
-def test_private_checkout_refuses_a_foreign_dest(repo, tmp_path):
-    root, shas = repo
-    with pytest.raises(ConfigError, match="'nope'"):
-        private_checkout(root, "nope", tmp_path / "private")
-    busy = tmp_path / "busy"
-    busy.mkdir()
-    (busy / "thing").write_text("mine\n")
-    with pytest.raises(ConfigError, match="not a private clone"):
-        private_checkout(root, shas[0], busy)
-    other = tmp_path / "other-repo"
-    other.mkdir()
-    git(other, "init", "--quiet")
-    (other / "x").write_text("x\n")
-    git(other, "add", "x")
-    git(other, "commit", "--quiet", "-m", "x")
-    private_checkout(other, "HEAD", tmp_path / "private")
-    with pytest.raises(ConfigError, match="is a clone of"):
-        private_checkout(root, shas[0], tmp_path / "private")
