@@ -20,7 +20,7 @@ from lab import config, pipeline, usage, verdict
 from lab.bisect import job as bisect_job
 from lab.errors import ConfigError, LabError
 from lab.host import proc
-from lab.jobs import calibrate, doctor, keys, runs, selftime, soak
+from lab.jobs import bootsoak, calibrate, doctor, keys, runs, selftime, soak
 from lab.jobs.runs import compared_pair
 from lab.kernel import features, implied
 from lab.mutate import job as mutate_job
@@ -395,6 +395,19 @@ def cmd_selftime(args: argparse.Namespace, ui: Ui) -> int:
     return 0
 
 
+def cmd_bootsoak(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _cfg(args)
+    out = _results_dir(cfg, args, "bootsoak-")
+    names = args.variant or ["baseline", "patched"]
+    p = pipeline.prepare(cfg, _request(args, names), out, ui)
+    soaks = bootsoak.run(cfg, p, args.boots, out, ui)
+    text = document.text(f"boot soak, {args.boots} boots per variant ({p.accel.name})",
+                         [document.Block("boots", tables=(bootsoak.table(soaks),))])
+    (out / "bootsoak.txt").write_text(text)
+    print(text)
+    return 0 if not any(s.failed for s in soaks) else verdict.EXIT_LAB_BROKE
+
+
 def cmd_features(args: argparse.Namespace, ui: Ui) -> int:
     """Every feature a variant can claim, and what a tree implies."""
     tree = args.kernel_tree.resolve() if args.kernel_tree else None
@@ -568,6 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_variants(p)
     soak.add_arguments(p)
     p.set_defaults(func=cmd_fsx)
+
+    p = sub.add_parser("bootsoak", help="boot to SSH N times per variant, alternating; "
+                       "failures by kind, boot-time median, p95, max")
+    _add_common(p)
+    _add_variants(p)
+    p.add_argument("--boots", type=positive_int, default=50, help="boots per variant (50)")
+    p.set_defaults(func=cmd_bootsoak)
 
     p = sub.add_parser("features", help="what each feature means, and what a kernel tree "
                        "implies by itself")
