@@ -7,6 +7,7 @@ as Ctrl-C, so every context manager below tears its VM down.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 from lab import config, pipeline, usage, verdict
 from lab.bisect import job as bisect_job
 from lab.errors import ConfigError, LabError
-from lab.host import proc
+from lab.host import cache, proc
 from lab.jobs import bootsoak, calibrate, doctor, keys, runs, selftime, soak
 from lab.jobs.runs import compared_pair
 from lab.kernel import features, implied
@@ -155,8 +156,33 @@ def _request(args: argparse.Namespace, names: list[str]) -> VariantRequest:
     )
 
 
+def _materialize_streams(patches: list[Path], cache_root: Path) -> list[Path]:
+    """`--patch -` (stdin) and `--patch <(b4 am -o - MSGID)` (a pipe) are read
+    once and kept by content in the cache, so a build, its key and reproduce.sh
+    see a regular file."""
+    kept = []
+    for given in patches:
+        if str(given) == "-":
+            data = sys.stdin.buffer.read()
+        elif given.exists() and not given.is_file():
+            data = given.read_bytes()
+        else:
+            kept.append(given)
+            continue
+        if not data.strip():
+            raise ConfigError(f"--patch {given}: the stream held nothing")
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        path = cache_root / "patches" / f"stream-{digest}.patch"
+        if not path.is_file():
+            cache.write_atomic(path, data)
+        kept.append(path)
+    return kept
+
+
 def _cfg(args: argparse.Namespace) -> config.LabConfig:
     cfg = config.load(args.config)
+    if getattr(args, "patch", None):
+        args.patch = _materialize_streams(args.patch, cfg.cache_root)
     if getattr(args, "series", None):
         cfg = replace(cfg, series=args.series.expanduser().resolve())
     if getattr(args, "accel", None):

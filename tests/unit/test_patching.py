@@ -7,6 +7,7 @@ clean afterwards (`git status` shows nothing, ignored files included).
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -259,3 +260,44 @@ def test_a_plain_diff_is_one_piece_without_subject(tmp_path):
                      "@@ -1 +1 @@\n-x\n+y\n")
     pieces, covers = patching.read_pieces(plain)
     assert len(pieces) == 1 and pieces[0].subject == "" and covers == []
+
+
+def _mails(text: str) -> list[str]:
+    """An mbox's mails, each starting at its 'From ' line."""
+    starts = [m.start() for m in re.finditer(r"^From [0-9a-f]{40} ", text, re.M)]
+    return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+
+
+def test_a_thread_mbox_takes_the_patches_in_order_and_skips_the_replies(world, mbox, tmp_path):
+    """What `b4 am` or a list archive gives: mails out of order, review replies
+    (one quoting a diff), an encoded subject, mboxrd quoting."""
+    tree, _ = world
+    cover, p1, p2, p3 = _mails(mbox.read_text())
+    reply = ("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n"
+             "From: Reviewer <r@x>\nSubject: Re: [PATCH 1/3] fs: change number 1\n\n"
+             "> -int line2;\n> +int two;\nLooks good.\n")
+    review_diff = ("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n"
+                   "From: Reviewer <r@x>\nSubject: =?UTF-8?q?Re=3A_=5BPATCH_2/3=5D_fs=3A_change?=\n"
+                   "\nHow about this instead?\n\n--- a/fs/demo.c\n+++ b/fs/demo.c\n"
+                   "@@ -9 +9 @@\n-int line9;\n+int other;\n")
+    p1 = p1.replace("From the body: why 1.", ">From the body: why 1.")  # mboxrd quoting
+    thread = tmp_path / "thread.mbox"
+    thread.write_text(cover + p2 + reply + p1 + review_diff + p3)
+    contents = patching.read_mbox(thread)
+    assert [p.subject for p in contents.pieces] == [f"[PATCH {i}/3] fs: change number {i}"
+                                                    for i in (1, 2, 3)]
+    assert len(contents.covers) == 1
+    assert [s.split("] ", 1)[1] for s in contents.skipped] == [
+        "Re: [PATCH 1/3] fs: change number 1 (a reply)", "Re: [PATCH 2/3] fs: change (a reply)"]
+    result = build.apply_patches(tree, [thread], tmp_path / "log")
+    assert [a.subject for a in result.applied][0] == "[PATCH 1/3] fs: change number 1"
+    assert "int x;" in (tree / "fs/demo.c").read_text()
+    build.restore_tree(tree)
+
+
+def test_a_series_missing_one_of_its_patches_is_refused(mbox, tmp_path):
+    cover, p1, _p2, p3 = _mails(mbox.read_text())
+    box = tmp_path / "holey.mbox"
+    box.write_text(cover + p1 + p3)
+    with pytest.raises(ConfigError, match="patch 2 of 3 is not in the mbox"):
+        patching.read_mbox(box)
