@@ -27,6 +27,7 @@ import ctypes
 import logging
 import math
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 TAIL_LINES = 40
 PR_SET_PDEATHSIG = 1
 REAPER = Path(__file__).with_name("reaper.py")
+TOKEN_VAR = "KERNEL_LAB_REAPER_TOKEN"  # the same name as in reaper.py (it imports nothing)
 # Signals that interrupt the lab (cli.main turns each into an unwinding).
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -89,6 +91,7 @@ class _Reaper:
         self._owner = 0
         self._popen: subprocess.Popen | None = None
         self._broken = False
+        self.token = ""
 
     @property
     def pid(self) -> int | None:
@@ -110,6 +113,14 @@ class _Reaper:
         finally:
             theirs.close()
         self._sock, self._owner = ours, os.getpid()
+        # Every child from now on carries this token: the reaper finds a
+        # descendant that left its session (a daemon) by its environment.
+        self.token = secrets.token_hex(12)
+        os.environ[TOKEN_VAR] = self.token
+        try:
+            socket.send_fds(ours, [f"token {self.token}".encode()], [])
+        except OSError as exc:
+            self._warn(exc)
         return ours
 
     def _warn(self, exc: BaseException) -> None:
@@ -204,6 +215,8 @@ def _start_time(pid: int) -> int:
 def _start(args: list[str], *, own_session: bool = True, **kwargs: Any) -> subprocess.Popen:
     """The only Popen of the lab's children (see the module docstring)."""
     _reaper.send("hello")  # start the reaper before the child, so no child goes unwatched
+    if kwargs.get("env") is not None and _reaper.token:
+        kwargs["env"] = {**kwargs["env"], TOKEN_VAR: _reaper.token}
     child = subprocess.Popen(args, start_new_session=own_session,
                              preexec_fn=_die_with(os.getpid()), close_fds=True, **kwargs)
     if own_session:

@@ -8,8 +8,11 @@ private folder) and which lock files it holds (the open file itself travels
 over the socket, so the flock stays held while the reaper lives).
 
 When the socket reaches end-of-file (the lab exited, however: `kill -9`
-included) the reaper kills every process still in those sessions, waits until
-they are gone, removes the folders, and only then exits, dropping the locks.
+included) the reaper kills every process still in those sessions, and every
+process that carries the lab's token in its environment (a descendant that
+started a session of its own, e.g. a daemon, keeps the environment it was
+given), waits until they are gone, removes the folders, and only then exits,
+dropping the locks.
 A waiting lab can therefore never take a lock while the previous holder's
 `make` or `mmdebstrap` still writes under it.
 
@@ -28,6 +31,7 @@ import sys
 import time
 
 GONE_WAIT_S = 30.0  # SIGKILLed processes leave within milliseconds; D-state can take longer
+TOKEN_VAR = "KERNEL_LAB_REAPER_TOKEN"  # lab.host.proc puts it in every child's environment
 
 
 def proc_stat(pid: int) -> tuple[str, int, int] | None:
@@ -42,15 +46,27 @@ def proc_stat(pid: int) -> tuple[str, int, int] | None:
     return fields[0], int(fields[3]), int(fields[19])
 
 
-def members(sessions: set[int]) -> list[int]:
-    """Live (non-zombie) processes in any of `sessions`, this one excluded."""
+def carries(pid: int, marker: bytes) -> bool:
+    """Whether the process's environment holds `marker` (VAR=value)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return marker in f.read().split(b"\0")
+    except OSError:  # gone, or not ours to read
+        return False
+
+
+def members(sessions: set[int], marker: bytes = b"") -> list[int]:
+    """Live (non-zombie) processes in any of `sessions` or carrying `marker`
+    in their environment, this one excluded."""
     found = []
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         st = proc_stat(int(entry))
-        if st is not None and st[0] != "Z" and st[1] in sessions:
+        if st is None or st[0] == "Z":
+            continue
+        if st[1] in sessions or (marker and carries(int(entry), marker)):
             found.append(int(entry))
     return found
 
@@ -60,10 +76,10 @@ def alive(pid: int, start: int) -> bool:
     return st is not None and st[0] != "Z" and st[2] == start
 
 
-def kill_all(sessions: set[int], pids: dict[int, int]) -> None:
+def kill_all(sessions: set[int], pids: dict[int, int], marker: bytes = b"") -> None:
     deadline = time.monotonic() + GONE_WAIT_S
     while time.monotonic() < deadline:
-        left = members(sessions) + [p for p, start in pids.items() if alive(p, start)]
+        left = members(sessions, marker) + [p for p, start in pids.items() if alive(p, start)]
         if not left:
             return
         for pid in left:
@@ -77,6 +93,7 @@ def serve(sock: socket.socket) -> None:
     pids: dict[int, int] = {}
     dirs: set[str] = set()
     locks: dict[str, int] = {}
+    marker = b""
     while True:
         try:
             msg, fds, _flags, _addr = socket.recv_fds(sock, 8192, 4)
@@ -87,7 +104,9 @@ def serve(sock: socket.socket) -> None:
         if not msg:
             break
         verb, _, arg = msg.decode(errors="surrogateescape").partition(" ")
-        if verb == "session":
+        if verb == "token":
+            marker = f"{TOKEN_VAR}={arg}".encode()
+        elif verb == "session":
             sessions.add(int(arg))
         elif verb == "-session":
             sessions.discard(int(arg))
@@ -108,7 +127,7 @@ def serve(sock: socket.socket) -> None:
             os.close(fd)
         if verb == "ping":
             sock.send(b"pong")
-    kill_all(sessions, pids)
+    kill_all(sessions, pids, marker)
     for path in dirs:
         shutil.rmtree(path, ignore_errors=True)
     # Exiting closes the lock files: only now may another lab take them.

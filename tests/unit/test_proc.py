@@ -239,3 +239,36 @@ def test_signals_wait_until_teardown_is_done():
     out = subprocess.run([sys.executable, "-c", DEFERRED], cwd=REPO, capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.splitlines() == ["teardown finished", "interrupted afterwards"]
+
+
+DAEMON_LAB = """
+import sys, time
+from pathlib import Path
+from lab.host import proc
+
+work = Path(sys.argv[1])
+# A child that starts a daemon in a session of its own (setsid), then exits:
+# the daemon is in none of the lab's sessions, only its environment says whose it is.
+# The child waits until the daemon has left (its pid written), or the child's
+# own group kill at its end could catch it before setsid.
+proc.run(["sh", "-c", f"setsid sh -c 'echo $$ > {work}/daemon; exec sleep 300' "
+          f"</dev/null >/dev/null 2>&1 & while [ ! -s {work}/daemon ]; do sleep 0.05; done"],
+         timeout=60)
+while not (work / "daemon").exists():
+    time.sleep(0.05)
+time.sleep(300)
+"""
+
+
+def test_a_descendant_that_left_the_labs_sessions_dies_with_the_lab(tmp_path):
+    (tmp_path / "daemon_lab.py").write_text(DAEMON_LAB)
+    parent = subprocess.Popen([sys.executable, tmp_path / "daemon_lab.py", tmp_path], cwd=REPO,
+                              start_new_session=True)
+    _wait_for(lambda: (tmp_path / "daemon").exists() and (tmp_path / "daemon").read_text(),
+              30, "the daemon to start")
+    daemon = int((tmp_path / "daemon").read_text())
+    assert reaper.proc_stat(daemon)[1] == daemon  # a session of its own: setsid
+    parent.kill()
+    parent.wait(timeout=30)
+    _wait_for(lambda: reaper.proc_stat(daemon) in (None,) or
+              reaper.proc_stat(daemon)[0] == "Z", 30, "the daemon to be killed")

@@ -7,6 +7,7 @@ as Ctrl-C, so every context manager below tears its VM down.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import signal
@@ -19,8 +20,8 @@ from pathlib import Path
 from lab import config, pipeline, usage, verdict
 from lab.bisect import job as bisect_job
 from lab.errors import ConfigError, LabError
-from lab.host import proc
-from lab.jobs import calibrate, doctor, keys, runs, selftime, soak
+from lab.host import cache, proc
+from lab.jobs import bootsoak, calibrate, doctor, keys, runs, selftime, soak
 from lab.jobs.runs import compared_pair
 from lab.kernel import features, implied
 from lab.mutate import job as mutate_job
@@ -67,7 +68,8 @@ def _on_terminate(signum: int, frame: object) -> None:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="lab.toml to read (default: ./lab.toml if any)")
+    p.add_argument("--config", type=Path, help="lab.toml to read (default: ./lab.toml, else "
+                   "~/.config/kernel-lab/lab.toml, if any)")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="accelerator (default auto)")
     p.add_argument("--results", type=Path, help="results folder (default results/<run-id>/)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -81,7 +83,14 @@ def _add_variants(p: argparse.ArgumentParser, *, many: bool = True) -> None:
     p.add_argument("--patch", action="append", type=Path, default=[], metavar="FILE",
                    help="your patch on top of the baseline: variant `user` (repeatable)")
     p.add_argument("--kernel-tree", type=Path, metavar="PATH",
-                   help="your kernel tree, as it is: variant `tree` (never modified)")
+                   help="your kernel tree, as it is: variant `tree` (never modified; the "
+                        "default when run from inside a kernel tree)")
+    p.add_argument("--kconfig", metavar="FILE|TARGET",
+                   help="where the config starts: your .config, or a make target such as "
+                        "defconfig (default tinyconfig); the lab's options go on top")
+    p.add_argument("--fragment", action="append", type=Path, default=[], metavar="FILE",
+                   help="another config fragment on top (repeatable): a file, or one the lab "
+                        "ships: sanitizers, lkdtm, debug")
     p.add_argument("--expect", action="append", default=[], metavar="FEATURE",
                    help="what your patch or tree claims, e.g. parallel-direct-writes")
     p.add_argument("--series", type=Path, metavar="DIR",
@@ -121,21 +130,59 @@ def _with_scripts(cfg: config.LabConfig, args: argparse.Namespace) -> config.Lab
     return replace(cfg, tests=tests)
 
 
+def kernel_tree_here(cwd: Path) -> bool:
+    """A kernel source tree's top (a git work tree, a worktree or a tarball)."""
+    return all((cwd / f).is_file() for f in ("Makefile", "Kconfig")) and (cwd / "fs").is_dir()
+
+
 def _request(args: argparse.Namespace, names: list[str]) -> VariantRequest:
+    tree = args.kernel_tree
+    if tree is None and not getattr(args, "series", None) and kernel_tree_here(Path.cwd()):
+        # Run from inside a kernel tree: that tree is the one under test.
+        tree = Path.cwd()
+        logging.getLogger("lab").warning(
+            "running inside the kernel tree %s: testing it (as --kernel-tree .)", tree)
     return VariantRequest(
         names=tuple(names),
         debug=args.debug,
         patches=tuple(args.patch),
         expect=tuple(args.expect),
-        kernel_tree=args.kernel_tree,
+        kernel_tree=tree,
         base=args.base,
         head=args.head,
         strict=args.strict,
+        kconfig=args.kconfig,
+        fragments=tuple(args.fragment),
     )
+
+
+def _materialize_streams(patches: list[Path], cache_root: Path) -> list[Path]:
+    """`--patch -` (stdin) and `--patch <(b4 am -o - MSGID)` (a pipe) are read
+    once and kept by content in the cache, so a build, its key and reproduce.sh
+    see a regular file."""
+    kept = []
+    for given in patches:
+        if str(given) == "-":
+            data = sys.stdin.buffer.read()
+        elif given.exists() and not given.is_file():
+            data = given.read_bytes()
+        else:
+            kept.append(given)
+            continue
+        if not data.strip():
+            raise ConfigError(f"--patch {given}: the stream held nothing")
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        path = cache_root / "patches" / f"stream-{digest}.patch"
+        if not path.is_file():
+            cache.write_atomic(path, data)
+        kept.append(path)
+    return kept
 
 
 def _cfg(args: argparse.Namespace) -> config.LabConfig:
     cfg = config.load(args.config)
+    if getattr(args, "patch", None):
+        args.patch = _materialize_streams(args.patch, cfg.cache_root)
     if getattr(args, "series", None):
         cfg = replace(cfg, series=args.series.expanduser().resolve())
     if getattr(args, "accel", None):
@@ -374,6 +421,19 @@ def cmd_selftime(args: argparse.Namespace, ui: Ui) -> int:
     return 0
 
 
+def cmd_bootsoak(args: argparse.Namespace, ui: Ui) -> int:
+    cfg = _cfg(args)
+    out = _results_dir(cfg, args, "bootsoak-")
+    names = args.variant or ["baseline", "patched"]
+    p = pipeline.prepare(cfg, _request(args, names), out, ui)
+    soaks = bootsoak.run(cfg, p, args.boots, out, ui)
+    text = document.text(f"boot soak, {args.boots} boots per variant ({p.accel.name})",
+                         [document.Block("boots", tables=(bootsoak.table(soaks),))])
+    (out / "bootsoak.txt").write_text(text)
+    print(text)
+    return 0 if not any(s.failed for s in soaks) else verdict.EXIT_LAB_BROKE
+
+
 def cmd_features(args: argparse.Namespace, ui: Ui) -> int:
     """Every feature a variant can claim, and what a tree implies."""
     tree = args.kernel_tree.resolve() if args.kernel_tree else None
@@ -547,6 +607,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_variants(p)
     soak.add_arguments(p)
     p.set_defaults(func=cmd_fsx)
+
+    p = sub.add_parser("bootsoak", help="boot to SSH N times per variant, alternating; "
+                       "failures by kind, boot-time median, p95, max")
+    _add_common(p)
+    _add_variants(p)
+    p.add_argument("--boots", type=positive_int, default=50, help="boots per variant (50)")
+    p.set_defaults(func=cmd_bootsoak)
 
     p = sub.add_parser("features", help="what each feature means, and what a kernel tree "
                        "implies by itself")

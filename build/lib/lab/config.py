@@ -9,6 +9,7 @@ The values themselves stay plain frozen dataclasses.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -21,6 +22,12 @@ from lab.errors import ConfigError
 from lab.host import cache
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# An installed lab (pip, pipx, uv tool) carries the repository's patches/,
+# kernels/ and images/ as package data here (pyproject.toml maps them); a
+# checkout or an editable install reads them where they are.
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+DATA_ROOT = SHIPPED if SHIPPED.is_dir() else REPO_ROOT
+CONFIG_NAME = "lab.toml"
 
 _SECTION = ConfigDict(extra="forbid")  # pydantic's settings for every section
 Count = Annotated[StrictInt, Field(ge=1)]
@@ -107,12 +114,13 @@ class TestsConfig:
 
 @dataclass(frozen=True)
 class LabConfig:
-    series: Path = REPO_ROOT / "patches" / "fuse-parallel-dio"
-    fragments: tuple[Path, ...] = (REPO_ROOT / "kernels" / "guest.config",)
-    debug_fragment: Path = REPO_ROOT / "kernels" / "debug.config"
-    image_recipe: Path = REPO_ROOT / "images"
+    series: Path = DATA_ROOT / "patches" / "fuse-parallel-dio"
+    fragments: tuple[Path, ...] = (DATA_ROOT / "kernels" / "guest.config",)
+    debug_fragment: Path = DATA_ROOT / "kernels" / "debug.config"
+    image_recipe: Path = DATA_ROOT / "images"
     cache_root: Path = field(default_factory=cache.default_root)
-    results_root: Path = REPO_ROOT / "results"
+    # Results land where the lab is run from, like a build's output.
+    results_root: Path = field(default_factory=lambda: Path.cwd() / "results")
     vm: VmConfig = VmConfig()
     bench: BenchConfig = BenchConfig()
     tests: TestsConfig = TestsConfig()
@@ -192,12 +200,25 @@ def _check(cls: type, obj: Any, where: str) -> None:
         _raise(exc, f"{where}: ")
 
 
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "kernel-lab" / CONFIG_NAME
+
+
+def default_config_path() -> Path | None:
+    """./lab.toml in the working directory, else the user's, else none."""
+    for candidate in (Path.cwd() / CONFIG_NAME, user_config_path()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def load(path: Path | None) -> LabConfig:
-    """Read `path` (or `lab.toml` in the repo if present) over the defaults."""
+    """Read `path` (or ./lab.toml, then ~/.config/kernel-lab/lab.toml) over the defaults."""
     cfg = LabConfig()
     if path is None:
-        path = REPO_ROOT / "lab.toml"
-        if not path.exists():
+        path = default_config_path()
+        if path is None:
             return cfg
     try:
         data = tomllib.loads(path.read_text())

@@ -58,6 +58,11 @@ class BootError(LabError):
     """The guest did not come up, or QEMU died."""
 
 
+class QmpFailed(BootError):
+    """QEMU runs but the lab could not talk to it over QMP (no socket, or the
+    handshake failed on every try)."""
+
+
 class QemuCrashed(BootError):
     """QEMU itself died of a signal nobody sent (a TCG segfault, say) while the
     kernel printed no report: the host's failure, worth one more boot."""

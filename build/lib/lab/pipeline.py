@@ -10,6 +10,7 @@ values; `lab test`, `lab run`, `lab bench`, `lab bisect`, `lab mutate`,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -50,13 +51,19 @@ class VariantRequest:
     base: str | None = None  # with kernel_tree: an A/B of the user's git tree
     head: str | None = None
     strict: bool = False  # refuse patches that apply only with fuzz
+    kconfig: str | None = None  # a make target (defconfig) or a .config file; None: tinyconfig
+    fragments: tuple[Path, ...] = ()  # merged on top of the lab's own
 
 
 def resolve_variants(cfg: LabConfig, req: VariantRequest, log_dir: Path) -> list[Variant]:
-    return variants.from_request(
+    base_config = variants.base_config(req.kconfig)  # checked before anything is unpacked
+    extra = variants.extra_fragments(req.fragments)
+    vs = variants.from_request(
         cfg, names=req.names, log_dir=log_dir, debug=req.debug, patches=req.patches,
         expect=req.expect, kernel_tree=req.kernel_tree, base=req.base, head=req.head,
         strict=req.strict)
+    return [dataclasses.replace(v, base_config=base_config, fragments=(*v.fragments, *extra))
+            for v in vs]
 
 
 def build_variants(

@@ -18,8 +18,8 @@ from lab.bisect import search
 from lab.bisect.search import BisectResult, InfraFailure, Step, Verdict
 from lab.config import LabConfig
 from lab.errors import ConfigError, LabError
-from lab.host import cache, proc
-from lab.kernel import sources, variants
+from lab.host import cache
+from lab.kernel import gittree, sources, variants
 from lab.kernel.build import Variant
 from lab.kernel.series import check_features, load_series
 from lab.suite import catalog, checks, spec
@@ -73,7 +73,8 @@ class _Tester:
             return Step(candidate, -1, Verdict.BAD if bad else Verdict.SKIP,
                         time.monotonic() - start,
                         f"{'kernel failed' if bad else 'cannot test'}: "
-                        f"{str(exc).splitlines()[0]}", {"console": exc.excerpt[-2000:]})
+                        f"{str(exc).splitlines()[0]}", {"console": exc.excerpt[-2000:]},
+                        untestable=not bad)
         step_verdict = {verdict.RunsVerdict.PASS: Verdict.GOOD,
                         verdict.RunsVerdict.FAIL: Verdict.BAD,
                         verdict.RunsVerdict.FLAKY: Verdict.SKIP}[run.verdict]
@@ -153,8 +154,8 @@ def run(cfg: LabConfig, args: BisectRequest, out: Path, ui: Ui) -> BisectResult:
 
 
 def _is_ancestor(repo: Path, older: str, newer: str) -> bool:
-    res = proc.run(["git", "-C", repo, "merge-base", "--is-ancestor", older, newer],
-                   timeout=60, check=False)
+    res = gittree.git(repo, "merge-base", "--is-ancestor", older, newer, timeout=60,
+                      check=False)
     return res.exit_status == 0
 
 
@@ -172,7 +173,7 @@ def _settle_unbuildable(result: BisectResult) -> BisectResult:
     *skipped, tested = result.inconclusive
     unbuildable = [by_name.get(c) for c in skipped]
     if tested not in by_name or not all(
-            s and s.verdict == Verdict.SKIP and s.evidence.startswith("cannot test")
+            s and s.verdict == Verdict.SKIP and s.untestable
             for s in unbuildable):
         return result
     names = " ".join(search.short(c) for c in skipped)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from lab.errors import ConfigError, LabError
 from lab.host import proc
-from lab.verdict import FlakePolicy, RunsVerdict
+from lab.kernel import gittree
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ class Step:
     seconds: float = 0.0
     evidence: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # A SKIP because the candidate does not apply, build or boot (not a flaky case).
+    untestable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,16 +138,6 @@ class BisectResult:
 
 
 # --- verdicts ----------------------------------------------------------------
-
-
-def verdict_from_runs(passes: Sequence[bool], *, bad_threshold: float = 0.5) -> Verdict:
-    """One verdict from the N runs of `--repeat N` on the same candidate, by
-    the lab's one flake policy (lab/verdict.py): every run passed -> GOOD, the
-    failing fraction reached `bad_threshold` -> BAD, flaky in between -> SKIP
-    (the search routes around it). With one run: pass -> GOOD, fail -> BAD."""
-    judged = FlakePolicy(bad_threshold).judge(passes)
-    return {RunsVerdict.PASS: Verdict.GOOD, RunsVerdict.FAIL: Verdict.BAD,
-            RunsVerdict.FLAKY: Verdict.SKIP}[judged]
 
 
 def verdict_tester(fn: Callable[[str], Verdict | tuple[Verdict, str]]) -> Tester:
@@ -379,8 +371,9 @@ def short(rev: str) -> str:
 
 def _git(repo: Path, *args: str, log_path: Path | None = None, check: bool = True,
          timeout: float = GIT_TIMEOUT_S) -> proc.CommandResult:
-    return proc.run(["git", "-C", repo, *args], timeout=timeout, log_path=log_path,
-                    check=check, what=f"git {args[0]}")
+    # The user's global git config (hooks, signing) stays out (lab.kernel.gittree).
+    return gittree.git(repo, *args, log_path=log_path, check=check, timeout=timeout,
+                       error=LabError)
 
 
 def resolve(repo: Path, rev: str, *, log_path: Path | None = None) -> str:
@@ -422,41 +415,3 @@ def rev_list(repo: Path, good: str, bad: str, *, log_path: Path | None = None) -
         raise LabError(f"git rev-list {short(good_sha)}..{short(bad_sha)} did not end at "
                        f"{bad!r}", log_path=log_path, excerpt=out.tail())
     return [good_sha, *shas]
-
-
-def private_checkout(repo: Path, rev: str, dest: Path, *, log_path: Path | None = None) -> Path:
-    """The tree of `rev` at `dest`, without touching `repo`'s working tree, index or HEAD.
-
-    `dest` is a private clone made once with `git clone --shared --no-checkout`:
-    it borrows `repo`'s object store through alternates (no copy, and commits
-    made in `repo` later are visible at once), but has its own HEAD, index
-    and working tree. Each call force-checks-out `rev` detached and removes
-    every untracked and ignored file, so the tree is exactly `rev`: kbuild
-    refuses out-of-tree (O=) builds from a source tree holding build outputs.
-
-    Caveat of --shared: if `repo` later prunes the objects of a rev (branch
-    deleted, then gc), the clone can no longer check it out; delete `dest`
-    and it is recreated.
-    """
-    sha = resolve(repo, rev, log_path=log_path)
-    _ensure_clone(repo, dest, log_path)
-    _git(dest, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--force", "--detach",
-         sha, log_path=log_path, timeout=CHECKOUT_TIMEOUT_S)
-    _git(dest, "clean", "-fdxq", log_path=log_path, timeout=CHECKOUT_TIMEOUT_S)
-    return dest
-
-
-def _ensure_clone(repo: Path, dest: Path, log_path: Path | None) -> None:
-    if (dest / ".git").is_dir():
-        url = _git(dest, "config", "--get", "remote.origin.url",
-                   log_path=log_path, check=False).stdout.strip()
-        # Reusing another repo's clone would check out the wrong objects.
-        if not url or Path(url).resolve() != repo.resolve():
-            raise ConfigError(f"{dest} is a clone of {url or 'something else'}, not {repo}: "
-                              "remove it or pick another directory")
-        return
-    if dest.exists() and any(dest.iterdir()):
-        raise ConfigError(f"{dest} exists and is not a private clone; remove it first")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    proc.run(["git", "clone", "--quiet", "--shared", "--no-checkout", "--", repo, dest],
-             timeout=GIT_TIMEOUT_S, log_path=log_path, what="git clone")

@@ -360,11 +360,13 @@ def capture(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     what: str = "",
+    stdin: Path | None = None,
 ) -> CommandResult:
     """A short query (git, dpkg-query) whose stdout is data: stdout and stderr
     are kept apart and nothing is logged to a file. Never raises for the exit
     status; a timeout kills the group and raises LabError. Bytes that are not
-    UTF-8 survive: `result.stdout.encode("utf-8", "surrogateescape")`."""
+    UTF-8 survive: `result.stdout.encode("utf-8", "surrogateescape")`.
+    `stdin`: a file to read from (else stdin is closed)."""
     args = [os.fspath(a) for a in argv]
     label = what or args[0]
     _check_timeout(timeout, label)
@@ -372,8 +374,10 @@ def capture(
     full_env = {**os.environ, **env} if env is not None else None
     start = time.monotonic()
     try:
-        child = _start(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        with open(stdin, "rb") if stdin is not None else contextlib.nullcontext(
+                subprocess.DEVNULL) as source:
+            child = _start(args, cwd=cwd, env=full_env, stdin=source,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
         raise LabError(f"{label}: cannot start {args[0]}: {exc.strerror or exc}") from exc
     try:

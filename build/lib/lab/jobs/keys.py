@@ -17,7 +17,7 @@ from lab.config import LabConfig
 from lab.errors import ConfigError
 from lab.guest.workloads import GUEST_SRC
 from lab.host import cache, proc
-from lab.kernel import build, sources
+from lab.kernel import build, gittree, sources
 from lab.kernel.series import load_series
 from lab.vm import image
 
@@ -47,7 +47,7 @@ def source_id(cfg: LabConfig) -> str:
     kind, name, ref = spec.kind, spec.name, spec.ref
     if kind == "debian":
         return f"debian-{sources.debian_version(name)}"
-    out = _run(["git", "-C", name, "rev-parse", "--verify", f"{ref}^{{commit}}"])
+    out = gittree.query(Path(name), "rev-parse", "--verify", f"{ref}^{{commit}}")
     if out.exit_status != 0:
         raise ConfigError(f"kernel source {name} at {ref}: not a revision of a git repository")
     return f"git-{out.stdout.strip()[:16]}"

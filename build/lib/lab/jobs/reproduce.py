@@ -22,9 +22,10 @@ from pathlib import Path
 
 from lab import config
 from lab.host import proc
+from lab.kernel import gittree
 
 # Options whose value is a file that decides the result.
-FILE_OPTIONS = ("--patch", "--job-file", "--script")
+FILE_OPTIONS = ("--patch", "--job-file", "--script", "--kconfig", "--fragment")
 # Options the reproduction replaces: the config with the pinned copy, and the
 # results folder with a new one (the old one holds this very script).
 REPLACED = ("--config", "--results")
@@ -32,7 +33,7 @@ CONFIG_EOF = "LAB_CONFIG_EOF"
 
 
 def _git(repo: Path, *args: str) -> proc.CommandResult:
-    return proc.capture(["git", "-C", str(repo), *args], timeout=120)
+    return gittree.query(repo, *args)
 
 
 def _bytes(text: str) -> bytes:
@@ -322,7 +323,8 @@ def write(out: Path, argv: Sequence[str], *, variant_keys: Mapping[str, str] | N
     command = argv[0] if argv else ""
     takes_config = bool(command)  # lab run and lab test, the only callers, take --config
     given = _option_values(argv, "--config")
-    config_path = (cwd / given[-1]).resolve() if given else repo / "lab.toml"
+    config_path = ((cwd / given[-1]).resolve() if given
+                   else config.default_config_path() or cwd / config.CONFIG_NAME)
     has_config = config_path.is_file()
     # Bytes as they are (read_text would fold \r\n), so the checksum is the file's.
     config_text = config_path.read_bytes().decode() if has_config else ""

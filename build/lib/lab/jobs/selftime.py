@@ -36,6 +36,7 @@ from lab.bench import sweep
 from lab.config import BenchConfig, LabConfig
 from lab.errors import ConfigError, LabError
 from lab.host import proc
+from lab.kernel.series import load_series
 from lab.suite import catalog, checks
 from lab.ui import Ui
 from lab.vm.machine import Machine
@@ -45,7 +46,9 @@ FIGURES = ("boot", "case", "fio", "patch")
 DEFAULT_CASE = "parallel-nonextending"
 PATCH_TIMEOUT_S = 3 * 3600
 # The line of the patch edited before each run: a comment in the added code.
-EDITED_LINE = re.compile(r"^\+\s*\*\s+This might not be needed at all.*$", re.MULTILINE)
+# A line the patch adds inside a C block comment (" * text", no "*/" on it):
+# text appended there changes the patch, never the code.
+EDITED_LINE = re.compile(r"^\+[ \t]*\*[ \t]+(?:(?!\*/).)+$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,8 @@ def edited_patch(source: Path, dest: Path, mark: str) -> Path:
 
 def patch_figure(cfg: LabConfig, req: Request, out: Path, ui: Ui,
                  lab_argv: Callable[[list[str]], list[str]]) -> Figure:
-    source = cfg.series / "v5.patch"
+    series = load_series(cfg.series)
+    source = series.version(series.newest).patch  # a copy of the newest version, edited
     if not source.is_file():
         raise ConfigError(f"the warm-patch figure edits {source}, which does not exist")
     with ui.step("warm-up: baseline's verdicts cached", phase="cases") as step:

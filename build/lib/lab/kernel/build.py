@@ -33,6 +33,7 @@ __all__ = ["KernelSource", "Variant", "KernelBuild", "build", "apply_patches", "
 
 # Bump when the way a build is made changes, so old artifacts are not reused.
 RECIPE_VERSION = "1"
+DEFAULT_BASE_CONFIG = "tinyconfig"
 BUILD_TOOLS = ("make", "gcc", "flex", "bison", "bc", "git", "rsync", "xz", "tar", "perl")
 WORK_DIR = "work"  # the fixed path every variant of a group is built at
 SEEDING_PREFIX = ".seeding-"  # a build folder being copied from a sibling
@@ -51,13 +52,27 @@ class Variant:
     # Refuse fuzz (not part of the key: the same inputs give the same bzImage;
     # a cached build made with fuzz is refused too).
     strict: bool = False
+    # Where the config starts before the fragments are merged on top: a make
+    # target that writes a config (tinyconfig, defconfig, ...) or the user's
+    # own .config (a Path).
+    base_config: str | Path = DEFAULT_BASE_CONFIG
 
     @property
     def build_name(self) -> str:
         return f"{self.name}-debug" if self.debug else self.name
 
+    def _base_config_part(self) -> list[bytes]:
+        """The base config in a key; none for the default tinyconfig, so the keys
+        of every build made before it could be chosen stay valid."""
+        if isinstance(self.base_config, Path):
+            return [b"base-config-file:" + self.base_config.read_bytes()]
+        if self.base_config == DEFAULT_BASE_CONFIG:
+            return []
+        return [b"base-config-target:" + self.base_config.encode()]
+
     def config_key(self) -> str:
-        return cache.digest([RECIPE_VERSION, *(f.read_bytes() for f in self.fragments)])
+        return cache.digest([RECIPE_VERSION, *self._base_config_part(),
+                             *(f.read_bytes() for f in self.fragments)])
 
     def key(self) -> str:
         """Hash of every input that can change the bzImage."""
@@ -68,6 +83,7 @@ class Variant:
                 compiler_version(),
                 *(b"patch:" + p.read_bytes() for p in self.patches),
                 *(b"config:" + f.read_bytes() for f in self.fragments),
+                *self._base_config_part(),
             ]
         )
 
@@ -93,6 +109,7 @@ class KernelBuild:
     # The uncompressed kernel of the same build: QEMU enters it directly
     # (PVH), skipping the bzImage's decompression (seconds under TCG).
     vmlinux: Path | None = None
+    base_config: str = "tinyconfig"  # where the config started (a make target or a file)
 
     @property
     def boot_image(self) -> Path:
@@ -115,6 +132,7 @@ class KernelBuild:
             "debug": self.debug,
             "key": self.key,
             "source": self.source,
+            "base_config": self.base_config,
             "patches": list(self.applied),
             "fuzz": self.fuzz,
             "cover_letters": list(self.cover_letters),
@@ -319,6 +337,7 @@ def build(
             "applied": [a.to_dict() for a in patched.applied],
             "cover_letters": [dataclasses.asdict(c) for c in patched.cover_letters],
             "fragments": [str(f) for f in variant.fragments],
+            "base_config": str(variant.base_config),
             "compiler": compiler_version(),
             "build_dir": str(bdir),
         })
@@ -379,6 +398,7 @@ def _from_meta(variant: Variant, art: Path, *, cached: bool) -> KernelBuild:
         applied=tuple(meta.get("applied", ())),
         cover_letters=tuple(meta.get("cover_letters", ())),
         vmlinux=art / "vmlinux" if (art / "vmlinux").is_file() else None,
+        base_config=str(variant.base_config),
     )
 
 
@@ -474,10 +494,14 @@ def _mark_stale(tree: Path, bdir: Path, touched: list[str]) -> None:
 
 
 def _configure(variant: Variant, tree: Path, bdir: Path, log_path: Path) -> None:
-    """tinyconfig + fragments (merge_config.sh) + olddefconfig, then verify."""
+    """The base config (tinyconfig, a make target or the user's file) + the
+    fragments (merge_config.sh) + olddefconfig, then verify they stuck."""
     common = ["make", "-C", tree, f"O={bdir}"]
-    proc.run([*common, "tinyconfig"], timeout=600, log_path=log_path, error=BuildError,
-             what="make tinyconfig")
+    if isinstance(variant.base_config, Path):
+        shutil.copyfile(variant.base_config, bdir / ".config")
+    else:
+        proc.run([*common, variant.base_config], timeout=600, log_path=log_path,
+                 error=BuildError, what=f"make {variant.base_config}")
     proc.run(
         [tree / "scripts/kconfig/merge_config.sh", "-m", "-O", bdir, bdir / ".config",
          *variant.fragments],

@@ -52,8 +52,17 @@ def git(repo: Path, *args: str | os.PathLike, log_path: Path | None = None,
                     what=f"git {args[0]}")
 
 
+def query(repo: Path, *args: str, timeout: float = 120,
+          stdin: Path | None = None) -> proc.CommandResult:
+    """A short git query whose stdout is data (stderr kept apart), in the same
+    sanitized environment; never raises for the exit status."""
+    return proc.capture(["git", "-C", repo, *_CONFIG, *args], timeout=timeout, env=_ENV,
+                        what=f"git {args[0]}", stdin=stdin)
+
+
 def is_repo(path: Path) -> bool:
-    return (path / ".git").is_dir()
+    """A git work tree's top; `.git` is a file in a `git worktree` or a submodule."""
+    return (path / ".git").exists()
 
 
 def commit_all(repo: Path, message: str, *, log_path: Path | None = None,

@@ -16,16 +16,18 @@ in the build's record; `strict` refuses it instead.
 
 from __future__ import annotations
 
-import email
-import email.policy
+import logging
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.errors import ConfigError, PatchError
 from lab.kernel import gittree
+
+log = logging.getLogger(__name__)
 
 # git mailsplit's idea of an mbox separator: "From <id> <asctime date>".
 _FROM_RE = re.compile(
@@ -80,17 +82,104 @@ def is_mbox(data: bytes) -> bool:
     return bool(_FROM_RE.match(data.split(b"\n", 1)[0]))
 
 
-def _split_mbox(data: bytes) -> list[bytes]:
-    starts = [m.start() for m in _FROM_RE.finditer(data)]
-    return [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)], strict=True)]
+# "[PATCH v2 3/7]", "[RFC PATCH 0/2]": a mail's place in its series.
+_NUMBERED_RE = re.compile(r"\[[^\]]*?\b(\d+)/(\d+)\]")
+_REPLY_RE = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.IGNORECASE)
 
 
-def _text_of(msg: email.message.Message) -> str:
-    part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
-    if part is None:
-        return ""
-    payload = part.get_payload(decode=True) or b""
-    return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+@dataclass(frozen=True)
+class Mail:
+    """One mail of an mbox as git mailinfo reads it (encodings, scissors, mboxrd)."""
+
+    index: int
+    subject: str  # as sent, "[PATCH n/m]" and all
+    message: str
+    patch: str
+
+    @property
+    def number(self) -> int | None:
+        m = _NUMBERED_RE.search(self.subject)
+        return int(m.group(1)) if m else None
+
+    @property
+    def is_reply(self) -> bool:
+        return bool(_REPLY_RE.match(self.subject))
+
+
+def read_mails(path: Path) -> list[Mail]:
+    """Split an mbox with git mailsplit (mboxrd unquoting) and read each mail
+    with git mailinfo (headers decoded, body re-encoded to UTF-8, a scissors
+    line cuts what comes above it)."""
+    with tempfile.TemporaryDirectory(prefix="lab-mbox-") as tmp:
+        work = Path(tmp)
+        split = gittree.query(work, "mailsplit", "--mboxrd", f"-o{work}", str(path.resolve()))
+        if split.exit_status != 0:
+            raise ConfigError(f"{path}: git mailsplit cannot read it: "
+                              f"{(split.stderr.strip().splitlines() or ['?'])[-1]}")
+        mails = []
+        for i, raw in enumerate(sorted(work.glob("[0-9]*")), 1):
+            msg, patch = work / f"m{raw.name}", work / f"p{raw.name}"
+            info = gittree.query(work, "mailinfo", "-k", "--scissors", str(msg), str(patch),
+                                 stdin=raw)
+            if info.exit_status != 0:
+                raise ConfigError(f"{path} [{i}]: git mailinfo cannot read the mail: "
+                                  f"{(info.stderr.strip().splitlines() or ['?'])[-1]}")
+            headers = dict(line.split(": ", 1) for line in info.stdout.splitlines()
+                           if ": " in line)
+            mails.append(Mail(i, " ".join(headers.get("Subject", "").split()),
+                              msg.read_text(errors="replace"),
+                              patch.read_text(errors="replace")))
+        return mails
+
+
+def _has_diff(text: str) -> bool:
+    return bool(re.search(r"^@@ |^GIT binary patch|^(rename|copy) from |^old mode ", text,
+                          re.MULTILINE))
+
+
+@dataclass(frozen=True)
+class MboxContents:
+    pieces: list[Piece]
+    covers: list[CoverLetter]
+    skipped: list[str]  # replies and mails without a patch, by subject
+
+
+def read_mbox(path: Path) -> MboxContents:
+    """The patches of an mbox in series order, its cover letter, and what was
+    skipped: a thread (b4 am, a mailing list archive) holds review replies."""
+    mails = read_mails(path)
+    total = len(mails)
+    patches: list[Mail] = []
+    covers: list[CoverLetter] = []
+    skipped: list[str] = []
+    for mail in mails:
+        if mail.is_reply:
+            skipped.append(f"[{mail.index}/{total}] {mail.subject} (a reply)")
+        elif _has_diff(mail.patch):
+            patches.append(mail)
+        elif mail.number == 0 or (not patches and not covers and mail.index == 1):
+            covers.append(CoverLetter(str(path), mail.subject, mail.message.strip()))
+        elif mail.number is not None:  # patch n of the series, yet no diff: never skip it
+            raise ConfigError(f'{path} [{mail.index}/{total}] "{mail.subject}": '
+                              "the mail holds no patch")
+        else:
+            skipped.append(f"[{mail.index}/{total}] {mail.subject} (no patch in it)")
+    if not patches:
+        raise ConfigError(f"{path}: an mbox with no patch in it"
+                          + (f" (skipped: {'; '.join(skipped)})" if skipped else ""))
+    if all(m.number is not None for m in patches):
+        numbers = [m.number for m in patches]
+        if len(set(numbers)) != len(numbers):
+            raise ConfigError(f"{path}: two mails are patch {max(numbers, key=numbers.count)} "
+                              "of the series (two versions in one mbox?)")
+        patches.sort(key=lambda m: m.number or 0)
+        of = {int(x.group(2)) for m in patches if (x := _NUMBERED_RE.search(m.subject))}
+        missing = sorted(set(range(1, max(of) + 1)) - set(numbers)) if len(of) == 1 else []
+        if missing:
+            raise ConfigError(f"{path}: patch {', '.join(map(str, missing))} of {max(of)} is "
+                              "not in the mbox")
+    pieces = [Piece(path, m.index, total, m.subject, m.patch) for m in patches]
+    return MboxContents(pieces, covers, skipped)
 
 
 def read_pieces(path: Path) -> tuple[list[Piece], list[CoverLetter]]:
@@ -98,26 +187,10 @@ def read_pieces(path: Path) -> tuple[list[Piece], list[CoverLetter]]:
     data = path.read_bytes()
     if not is_mbox(data):
         return [Piece(path, 1, 1, "", data.decode(errors="replace"))], []
-    mails = _split_mbox(data)
-    pieces: list[Piece] = []
-    covers: list[CoverLetter] = []
-    for i, raw in enumerate(mails, 1):
-        msg = email.message_from_bytes(raw.split(b"\n", 1)[1], policy=email.policy.default)
-        subject = " ".join(str(msg.get("Subject", "")).split())
-        text = _text_of(msg).replace("\r\n", "\n")
-        cut = _DIFF_START_RE.search(text)
-        diff = text[cut.start():] if cut else ""
-        has_diff = bool(re.search(r"^@@ |^GIT binary patch|^(rename|copy) from |^old mode ",
-                                  diff, re.MULTILINE))
-        if not has_diff:
-            if not pieces and (i == 1 or _SERIES_NUM_RE.search(subject)):
-                covers.append(CoverLetter(str(path), subject, text.strip()))
-                continue
-            raise ConfigError(f'{path} [{i}/{len(mails)}] "{subject}": the mail holds no patch')
-        pieces.append(Piece(path, i, len(mails), subject, diff))
-    if not pieces:
-        raise ConfigError(f"{path}: an mbox with no patch in it")
-    return pieces, covers
+    contents = read_mbox(path)
+    for line in contents.skipped:
+        log.warning("%s: skipped %s", path, line)
+    return contents.pieces, contents.covers
 
 
 def _hunk_name(piece: Piece, file: str, line: int) -> str:

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.config import LabConfig
+from lab.config import DATA_ROOT, LabConfig
 from lab.errors import ConfigError
 from lab.kernel import implied, sources
-from lab.kernel.build import KernelSource, Variant
+from lab.kernel.build import DEFAULT_BASE_CONFIG, KernelSource, Variant
 from lab.kernel.series import Series, check_features, load_series
 
 DEFAULT_NAMES = ("baseline", "patched")
@@ -131,6 +131,39 @@ def resolve(
                         _on_baseline(series, version.features), debug, strict)
             )
     return variants
+
+
+_CONFIG_TARGET = re.compile(r"[a-z0-9_.]*config")
+
+
+def base_config(kconfig: str | None) -> str | Path:
+    """--kconfig: a make target that writes a config (defconfig, tinyconfig,
+    allnoconfig, ...) or a .config file; none: tinyconfig."""
+    if kconfig is None:
+        return DEFAULT_BASE_CONFIG
+    path = Path(kconfig).expanduser()
+    if path.is_file():
+        return path.resolve()
+    if "/" in kconfig or path.suffix or not _CONFIG_TARGET.fullmatch(kconfig):
+        raise ConfigError(f"--kconfig {kconfig}: no such file, and not a make target that "
+                          "writes a config (defconfig, tinyconfig, allnoconfig, ...)")
+    return kconfig
+
+
+def extra_fragments(given: Sequence[Path]) -> tuple[Path, ...]:
+    """--fragment: a file, or the name of one the lab ships (sanitizers, lkdtm, debug)."""
+    found = []
+    for frag in given:
+        shipped = DATA_ROOT / "kernels" / f"{frag}.config"
+        if frag.is_file():
+            found.append(frag.resolve())
+        elif len(frag.parts) == 1 and shipped.is_file():
+            found.append(shipped)
+        else:
+            names = ", ".join(sorted(p.stem for p in (DATA_ROOT / "kernels").glob("*.config")))
+            raise ConfigError(f"--fragment {frag}: no such file, nor a shipped fragment "
+                              f"({names})")
+    return tuple(found)
 
 
 def _with_implied(source: KernelSource, claims: Sequence[str]) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from qemu.qmp import QMPClient
 
-from lab.errors import BootError, ConfigError, KernelCrash, QemuCrashed
+from lab.errors import BootError, ConfigError, KernelCrash, QemuCrashed, QmpFailed
 from lab.host import proc
 from lab.host.tools import require_tools
 from lab.vm import console
@@ -402,7 +402,7 @@ class Machine:
         while not path.exists():
             self._raise_if_exited("before opening its QMP socket")
             if time.monotonic() > deadline:
-                raise BootError(f"{self.spec.name}: QEMU did not open its QMP socket",
+                raise QmpFailed(f"{self.spec.name}: QEMU did not open its QMP socket",
                                 excerpt=self._qemu_output())
             time.sleep(0.05)
         failures: list[str] = []
@@ -420,7 +420,7 @@ class Machine:
                 failures.append(str(exc) or type(exc).__name__)
                 log.warning("%s: QMP handshake failed (%s); trying a fresh connection",
                             self.spec.name, failures[-1])
-        raise BootError(f"{self.spec.name}: QMP connection failed {len(failures)} times: "
+        raise QmpFailed(f"{self.spec.name}: QMP connection failed {len(failures)} times: "
                         + "; ".join(failures), excerpt=self._qemu_output(),
                         log_path=self.qemu_log)
 
