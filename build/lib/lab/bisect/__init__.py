@@ -1,1 +1,0 @@
-"""Bisection: the search over candidates and the job that builds and tests them."""

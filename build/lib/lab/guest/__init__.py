@@ -1,1 +1,0 @@
-"""What runs inside the guest (labfs, labprobe, labfsx) and the typed records it prints."""

@@ -1,1 +1,0 @@
-"""The lab's jobs behind the CLI: run/test, soak, selftime, doctor, keys, reproduce."""

@@ -1,1 +1,0 @@
-"""Kernels: sources, patch series, patching, variants, features and the build."""

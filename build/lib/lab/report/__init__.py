@@ -1,1 +1,0 @@
-"""The report: statistics, comparisons, Markdown/HTML/text documents, plots and JUnit."""
