@@ -9,7 +9,15 @@ changed, made by a fixed set of operators, in a fixed order:
 - lock-swap: an exclusive lock or unlock call <-> its shared kind;
 - drop-statement: remove one statement;
 - flag-bit: a flag constant replaced by another bit of its family;
-- bool-return: a function returning bool returns the opposite.
+- bool-return: a function returning bool returns the opposite;
+- arith-drop: drop one operand of a sum (`pos + count > size` -> `pos > size`);
+- flag-source: a flag read from the kiocb read from the open file instead
+  (`iocb->ki_flags & IOCB_APPEND` -> `iocb->ki_filp->f_flags & O_APPEND`);
+- narrow-length: a length helper replaced by a narrower one (the whole
+  iov_iter's count -> its first segment's);
+- add-conjunct: a condition of an `if` gains `&& !(iocb->ki_flags & F)` for a
+  caller's flag F the function can see (a routing decision that now also
+  depends on how the caller asked).
 
 Functions are found the way kernel style writes them (the name at column 0,
 the body's braces at column 0), which is what a patch to the kernel has.
@@ -29,7 +37,8 @@ from lab.errors import ConfigError
 from lab.host import cache
 
 OPERATORS = ("cond-drop", "cond-negate", "relational", "lock-swap", "drop-statement",
-             "flag-bit", "bool-return")
+             "flag-bit", "bool-return", "arith-drop", "flag-source", "narrow-length",
+             "add-conjunct")
 
 # Exclusive <-> shared kinds of the locks a direct-write path takes.
 LOCK_SWAPS = {
@@ -46,6 +55,16 @@ FLAG_FAMILIES = (
 )
 _NEXT_FLAG = {f: fam[(i + 1) % len(fam)] for fam in FLAG_FAMILIES for i, f in enumerate(fam)}
 
+# The kiocb's flag and the open file's flag that asks for the same thing.
+FLAG_SOURCES = {"IOCB_APPEND": "O_APPEND", "IOCB_DIRECT": "O_DIRECT", "IOCB_DSYNC": "O_DSYNC",
+                "IOCB_SYNC": "__O_SYNC"}
+_KIOCB_FLAG = re.compile(r"\b(\w+)->ki_flags(\s*&\s*)(IOCB_[A-Z]+)\b")
+# Length helpers and a narrower one of the same signature.
+NARROWER = {"iov_iter_count": "iov_iter_single_seg_count"}
+CONJUNCT_FLAGS = ("IOCB_DIRECT", "IOCB_DSYNC", "IOCB_APPEND")
+# A sum of two simple operands: names, member accesses and calls without nested parens.
+_TERM = r"[A-Za-z_][\w]*(?:(?:->|\.)[A-Za-z_]\w*)*(?:\([^()]*\))?"
+_SUM = re.compile(rf"({_TERM})\s*\+\s*({_TERM})")
 _FUNC_HEAD = re.compile(r"^[A-Za-z_][\w \t\*]*?\b([A-Za-z_]\w*)\s*\(", re.M)
 _IDENT = re.compile(r"\b[A-Za-z_]\w*\b")
 # Dropping a declaration only ever breaks the build: not a mutant worth building.
@@ -240,6 +259,25 @@ def _edits(text: str, code: str, fn: Function) -> Iterator[tuple[str, int, int, 
             semi = code.find(";", start)
             s, e = _strip(code, start, semi)
             yield "bool-return", s, e, f"!({text[s:e]})"
+    for m in _SUM.finditer(body):
+        yield "arith-drop", fn.body + m.start(), fn.body + m.end(), m.group(2)
+        yield "arith-drop", fn.body + m.start(), fn.body + m.end(), m.group(1)
+    for m in _KIOCB_FLAG.finditer(body):
+        if m.group(3) in FLAG_SOURCES:
+            yield ("flag-source", fn.body + m.start(), fn.body + m.end(),
+                   f"{m.group(1)}->ki_filp->f_flags{m.group(2)}{FLAG_SOURCES[m.group(3)]}")
+    for m in _IDENT.finditer(body):
+        if m.group(0) in NARROWER and body[m.end():].lstrip().startswith("("):
+            yield "narrow-length", fn.body + m.start(), fn.body + m.end(), NARROWER[m.group(0)]
+    kiocb = re.search(r"struct kiocb \*(\w+)", code[fn.start:fn.body])
+    if kiocb:
+        for m in re.finditer(r"\bif\s*\(", body):
+            open_at = fn.body + m.end() - 1
+            close = _matching(code, open_at)
+            cond = text[open_at + 1:close]
+            for flag in CONJUNCT_FLAGS:
+                yield ("add-conjunct", open_at + 1, close,
+                       f"({cond}) && !({kiocb.group(1)}->ki_flags & {flag})")
 
 
 def mutants(text: str, targets: Sequence[Function]) -> list[Mutant]:

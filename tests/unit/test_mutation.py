@@ -130,3 +130,20 @@ def test_choose_is_deterministic_and_refuses_nonsense():
     assert mutants.choose(ms, 5, 7) != ms[:5]
     with pytest.raises(ConfigError):
         mutants.choose(ms, 0, None)
+
+
+def test_the_operators_for_the_shapes_of_a_write():
+    """A sum's operand dropped, the kiocb's flag read from the file, a narrower
+    length helper, a caller's flag added to a condition (issue 21's shapes)."""
+    every = mutants.mutants(AFTER, mutants.functions(AFTER))  # write_extends too
+    ms = _mutants()
+    summaries = {m.summary.split(" ", 1)[1] for m in every}
+    assert "arith-drop: iocb->ki_pos + count -> iocb->ki_pos" in summaries
+    assert "arith-drop: iocb->ki_pos + count -> count" in summaries
+    assert ("flag-source: iocb->ki_flags & IOCB_APPEND -> iocb->ki_filp->f_flags & O_APPEND"
+            in summaries)
+    assert "narrow-length: iov_iter_count -> iov_iter_single_seg_count" in summaries
+    conj = [m for m in ms if m.operator == "add-conjunct"]
+    assert {m.replacement for m in conj} >= {"(excl) && !(iocb->ki_flags & IOCB_DIRECT)"}
+    for m in conj + [m for m in every if m.operator in ("arith-drop", "flag-source")]:
+        assert m.apply(AFTER) != AFTER
