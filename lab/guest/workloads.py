@@ -168,13 +168,8 @@ class FuseMount:
 EXIT_USAGE = 2  # our guest programs' "you called me wrong": a lab bug
 
 
-def probe(guest: Guest, subcommand: str, timeout: float = 120, **options: Any) -> Any:
-    """Run labprobe and return its JSON; options become --name=value (True -> --name).
-
-    labprobe exits 1 when a system call it relies on fails unexpectedly: the
-    kernel under test misbehaved (GuestProgramFailed, a verdict on the kernel).
-    Exit 2 is a usage error: the lab called it wrong.
-    """
+def probe_argv(subcommand: str, **options: Any) -> list[str]:
+    """labprobe's command line; options become --name=value (True -> --name)."""
     argv = [f"{REMOTE}/bin/labprobe", subcommand]
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
@@ -182,7 +177,17 @@ def probe(guest: Guest, subcommand: str, timeout: float = 120, **options: Any) -
             argv.append(flag)
         elif value is not False and value is not None:
             argv.append(f"{flag}={value}")
-    result = guest.run(argv, timeout=timeout)
+    return argv
+
+
+def probe(guest: Guest, subcommand: str, timeout: float = 120, **options: Any) -> Any:
+    """Run labprobe and return its JSON (options: probe_argv).
+
+    labprobe exits 1 when a system call it relies on fails unexpectedly: the
+    kernel under test misbehaved (GuestProgramFailed, a verdict on the kernel).
+    Exit 2 is a usage error: the lab called it wrong.
+    """
+    result = guest.run(probe_argv(subcommand, **options), timeout=timeout)
     if result.exit_status == EXIT_USAGE or result.exit_status not in (0, 1):
         raise GuestError(f"labprobe {subcommand} failed (exit {result.exit_status})",
                          excerpt=result.tail())

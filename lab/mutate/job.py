@@ -24,6 +24,7 @@ import tomllib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -42,7 +43,17 @@ from lab.ui import Ui
 
 EQUIVALENTS_FILE = "equivalent-mutants.toml"
 MUTANT_VARIANT = "mutant"
-COUNTED = ("killed", "timed-out", "survived")
+class Status(StrEnum):
+    """What became of a mutant (its value is what the kill matrix shows)."""
+
+    KILLED = "killed"
+    SURVIVED = "survived"
+    BUILD_FAILED = "build-failed"
+    TIMED_OUT = "timed-out"
+    EQUIVALENT = "equivalent"
+
+
+COUNTED = (Status.KILLED, Status.TIMED_OUT, Status.SURVIVED)
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,7 @@ class Outcome:
     function: str
     line: int
     summary: str
-    status: str  # killed | survived | build-failed | timed-out | equivalent
+    status: Status
     killed_by: str = ""
     detail: str = ""
     build_s: float = 0.0
@@ -83,7 +94,7 @@ class MutationReport:
         counted = [o for o in self.outcomes if o.status in COUNTED]
         if not counted:
             return None
-        return sum(o.status != "survived" for o in counted) / len(counted)
+        return sum(o.status != Status.SURVIVED for o in counted) / len(counted)
 
     def to_dict(self) -> dict[str, Any]:
         return {"variant": self.variant, "functions": list(self.functions),
@@ -219,16 +230,16 @@ def _one(cfg: LabConfig, v: Variant, target: Target, mutant: Mutant, img, accel,
     diff_path = out / "mutants" / f"{mutant.key}.diff"
     diff_path.write_text(diff)
     base = Outcome(mutant.key, mutant.operator, mutant.function, mutant.line, mutant.summary,
-                   "survived", diff=diff)
+                   Status.SURVIVED, diff=diff)
     if mutant.key in equivalents:
-        return dataclasses.replace(base, status="equivalent", detail=equivalents[mutant.key])
+        return dataclasses.replace(base, status=Status.EQUIVALENT, detail=equivalents[mutant.key])
     mv = dataclasses.replace(v, name=MUTANT_VARIANT, patches=(*v.patches, diff_path))
     start = time.monotonic()
     log_dir = out / "logs" / mutant.key
     try:
         build = pipeline.build_variants(cfg, [mv], log_dir, ui)[0]
     except BuildError as exc:
-        return dataclasses.replace(base, status="build-failed",
+        return dataclasses.replace(base, status=Status.BUILD_FAILED,
                                    detail=(exc.excerpt or str(exc))[-600:],
                                    build_s=time.monotonic() - start)
     build_s = time.monotonic() - start
@@ -243,17 +254,17 @@ def _one(cfg: LabConfig, v: Variant, target: Target, mutant: Mutant, img, accel,
                     run = checks.run_case(case, guest, MUTANT_VARIANT, v.features)
                     if not run.result.passed:
                         return dataclasses.replace(
-                            base, status="killed", killed_by=case.name,
+                            base, status=Status.KILLED, killed_by=case.name,
                             detail=run.result.observed[:600], build_s=build_s,
                             test_s=time.monotonic() - start)
                     if not run.vm_usable:
                         break
     except KernelFailure as exc:
-        return dataclasses.replace(base, status="killed", killed_by="boot",
+        return dataclasses.replace(base, status=Status.KILLED, killed_by="boot",
                                    detail=str(exc)[:600], build_s=build_s,
                                    test_s=time.monotonic() - start)
     except BootError as exc:
-        return dataclasses.replace(base, status="timed-out", detail=str(exc)[:600],
+        return dataclasses.replace(base, status=Status.TIMED_OUT, detail=str(exc)[:600],
                                    build_s=build_s, test_s=time.monotonic() - start)
     return dataclasses.replace(base, build_s=build_s, test_s=time.monotonic() - start)
 
@@ -278,15 +289,15 @@ def markdown(report: MutationReport) -> str:
              "| --- | --- | --- | --- | --- | --- |"]
     for op, counts in _by_operator(report.outcomes).items():
         lines.append(f"| {op} | " + " | ".join(str(counts.get(s, 0)) for s in
-                                                 ("killed", "timed-out", "survived",
-                                                  "build-failed", "equivalent")) + " |")
+                                                 (Status.KILLED, Status.TIMED_OUT, Status.SURVIVED,
+                                                  Status.BUILD_FAILED, Status.EQUIVALENT)) + " |")
     lines += ["", "| mutant | operator | where | status | by | build s | test s |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for o in report.outcomes:
         lines.append(f"| `{o.key}` | {o.operator} | {o.function}:{o.line} | {o.status} | "
                      f"{o.killed_by} | {o.build_s:.0f} | {o.test_s:.0f} |")
     for o in report.outcomes:
-        if o.status in ("survived", "equivalent"):
+        if o.status in (Status.SURVIVED, Status.EQUIVALENT):
             lines += ["", f"## {o.status}: `{o.key}` {o.summary}", ""]
             if o.detail:
                 lines += [o.detail, ""]
@@ -296,16 +307,16 @@ def markdown(report: MutationReport) -> str:
 
 def junit(report: MutationReport) -> str:
 
-    failures = sum(o.status == "survived" for o in report.outcomes)
-    skipped = sum(o.status in ("build-failed", "equivalent") for o in report.outcomes)
+    failures = sum(o.status == Status.SURVIVED for o in report.outcomes)
+    skipped = sum(o.status in (Status.BUILD_FAILED, Status.EQUIVALENT) for o in report.outcomes)
     cases = []
     for o in report.outcomes:
         name = quoteattr(f"{o.key} {o.summary}")
         inner = ""
-        if o.status == "survived":
+        if o.status == Status.SURVIVED:
             inner = (f'<failure message="survived: no case failed">'
                      f"{escape(o.diff)}</failure>")
-        elif o.status in ("build-failed", "equivalent"):
+        elif o.status in (Status.BUILD_FAILED, Status.EQUIVALENT):
             inner = f"<skipped message={quoteattr(o.status + ': ' + o.detail[:200])}/>"
         cases.append(f'  <testcase classname="mutate.{o.operator}" name={name} '
                      f'time="{o.build_s + o.test_s:.1f}">{inner}</testcase>')

@@ -20,13 +20,14 @@ which getting it wrong changes the verdict (`lab mutate` measures that).
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
 from typing import Any
 
 from lab.errors import ConfigError
 from lab.guest import records
 from lab.guest.records import ProbeResult
-from lab.guest.workloads import REMOTE, FuseMount, ServerOptions, probe
+from lab.guest.workloads import REMOTE, FuseMount, ServerOptions, probe, probe_argv
 from lab.suite.fsx import case_fsx
 from lab.suite.spec import (
     BLOCK,
@@ -674,10 +675,9 @@ def case_server_death(ctx: CaseContext) -> Observation:
     out = f"/run/lab-{ctx.mount_name}-death.json"
     m = ctx.mount(ServerOptions(delay_write_us=2_000_000))
     with m:
-        pid = g.run(
-            f"{REMOTE}/bin/labprobe write-until-error --file={m.path}/k --writers=4 "
-            f"--block={BLOCK} --count=50 --presize={4 * 50 * BLOCK} > {out} 2>&1 & echo $!",
-            check=True).stdout.strip()
+        writers = shlex.join(probe_argv("write-until-error", file=f"{m.path}/k", writers=4,
+                                        block=BLOCK, count=50, presize=4 * 50 * BLOCK))
+        pid = g.run(f"{writers} > {out} 2>&1 & echo $!", check=True).stdout.strip()
         time.sleep(1.0)
         g.run(f"kill -9 {m.pid()}", check=True)
         # The writers must come back on their own; give them 30 s (scaled).
