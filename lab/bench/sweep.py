@@ -21,13 +21,13 @@ from lab.bench.fio import MIB, SHARED_FILE, FioJob, parse_fio_json, parse_fio_ru
 from lab.config import BenchConfig
 from lab.errors import ConfigError, GuestError, ParseError, ToolMissing
 from lab.guest.records import parse_server_stats
-from lab.guest.workloads import REMOTE, FuseMount, ServerOptions
+from lab.guest.workloads import REMOTE, FuseMount, ServerOptions, mount_point
 from lab.host import proc
 from lab.results import BenchSample
 from lab.vm.ssh import Guest
 
 MOUNT_NAME = "bench"
-MOUNT = f"/mnt/{MOUNT_NAME}"  # where FuseMount(name=MOUNT_NAME) mounts labfs
+MOUNT = mount_point(MOUNT_NAME)
 RUN_FOLDER = f"{MOUNT}/runN"  # each run's folder on it, as the report names it
 JOB_FILE_TIMEOUT_S = 600  # a user's file sets its own runtime; KVM-scale
 
@@ -223,21 +223,6 @@ class MountPool:
 STATS_MARK = "--- kernel-lab: labfs counters ---"
 
 
-def _snapshot_lines(mount: FuseMount) -> list[str]:
-    """Shell lines that make the server rewrite its counters now (SIGUSR1: a
-    new file renamed over the old one) and wait until it has. Builtins only:
-    under TCG each program started costs tens of milliseconds."""
-    stats = shlex.quote(mount.stats_path)
-    return [f": > {stats}", f"read -r pid < {shlex.quote(mount.pidfile)}", 'kill -USR1 "$pid"',
-            f"i=0; while [ ! -s {stats} ] && [ $i -lt 100000 ]; do i=$((i + 1)); done"]
-
-
-def run_point(guest: Guest, cfg: BenchConfig, point: Point,
-              job: jobfile.JobFile | None = None, pool: MountPool | None = None) -> BenchSample:
-    """One fio run in a folder of its own on a (kept) labfs mount."""
-    return run_points(guest, cfg, [point], job, pool)[0]
-
-
 def run_points(guest: Guest, cfg: BenchConfig, points: Sequence[Point],
                job: jobfile.JobFile | None = None,
                pool: MountPool | None = None) -> list[BenchSample]:
@@ -273,7 +258,7 @@ def run_points(guest: Guest, cfg: BenchConfig, points: Sequence[Point],
     script = "\n".join([
         f"mkdir -p {' '.join(shlex.quote(f) for f in folders)} || exit 1",
         f"( {run} ) || {{ rc=$?; cat {output} 2>/dev/null; exit $rc; }}",
-        *_snapshot_lines(mount),
+        *mount.snapshot_lines(),
         f"echo {shlex.quote(STATS_MARK)} > {mark}",
         f"cat {output} {mark} {shlex.quote(mount.stats_path)}"])
     result = guest.run(script, timeout=timeout)

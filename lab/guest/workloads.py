@@ -7,6 +7,7 @@ the sources and the image, so later VMs only copy them in.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,11 @@ def deploy(guest: Guest, cache_root: Path) -> None:
         cache.publish_dir(staging, art)
 
 
+def mount_point(name: str) -> str:
+    """Where FuseMount(name=...) mounts labfs in the guest."""
+    return f"/mnt/{name}"
+
+
 class FuseMount:
     """labfs mounted in the guest; the counters are read at unmount.
 
@@ -101,7 +107,7 @@ class FuseMount:
         self.guest = guest
         self.options = options
         self.backing = f"/var/lab/{name}-backing"
-        self.path = f"/mnt/{name}"
+        self.path = mount_point(name)
         self.stats_path = f"/run/lab-{name}.json"
         self.pidfile = f"/run/lab-{name}.pid"
         # labfs counts the WRITEs it received here (labprobe --gate waits on it).
@@ -150,12 +156,19 @@ class FuseMount:
         out = g.run(["cat", self.stats_path], timeout=30, check=True)
         self.stats = parse_server_stats(out.stdout)
 
+    def snapshot_lines(self) -> list[str]:
+        """Shell lines that make the server rewrite its counters now (SIGUSR1: a
+        new file renamed over the old one) and wait until it has. Builtins only:
+        under TCG each program started costs tens of milliseconds."""
+        stats = shlex.quote(self.stats_path)
+        return [f": > {stats}", f"read -r pid < {shlex.quote(self.pidfile)}",
+                'kill -USR1 "$pid"',
+                f"i=0; while [ ! -s {stats} ] && [ $i -lt 100000 ]; do i=$((i + 1)); done"]
+
     def snapshot(self) -> ServerStats:
         """The counters now, without unmounting (SIGUSR1)."""
-        out = self.guest.run(
-            f"rm -f {self.stats_path}; kill -USR1 $(cat {self.pidfile}); "
-            f"for i in $(seq 50); do [ -s {self.stats_path} ] && break; sleep 0.1; done; "
-            f"cat {self.stats_path}", timeout=30, check=True)
+        script = "; ".join([*self.snapshot_lines(), f"cat {shlex.quote(self.stats_path)}"])
+        out = self.guest.run(script, timeout=30, check=True)
         return parse_server_stats(out.stdout)
 
     def file_stats(self, name: str) -> FileCounters:

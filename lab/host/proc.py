@@ -156,12 +156,6 @@ class _Reaper:
 _reaper = _Reaper()  # per process by nature: the reaper watches this process's life
 
 
-def reaper_pid() -> int | None:
-    """The reaper's pid once started (for tests and `lab doctor`)."""
-    _reaper.sync()
-    return _reaper.pid
-
-
 def private_dir(prefix: str) -> Path:
     """A new 0700 folder in the temp dir, removed by the reaper if the lab dies."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
