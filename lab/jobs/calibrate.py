@@ -80,26 +80,30 @@ def chosen(folder: Path, only: Sequence[str]) -> list[witnesses.Witness]:
     return picked
 
 
-def _runs(cfg: LabConfig, p: pipeline.Prepared, variant: str, case: Case, repeat: int,
-          out: Path, ui: Ui) -> tuple[int, str]:
-    """How many of `repeat` runs of `case` failed, each judged alone."""
-    failed, evidence, left = 0, "", repeat
+def _runs(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: Sequence[Case],
+          repeat: int, out: Path, ui: Ui) -> dict[str, tuple[int, str]]:
+    """For each case, how many of its `repeat` runs failed (each judged alone)
+    and the last observation; one VM serves them all until a kernel failure."""
     features = p.builds[variant].features
-    while left:
+    todo = [c for c in cases for _ in range(repeat)]
+    failed = {c.name: 0 for c in cases}
+    evidence = {c.name: "" for c in cases}
+    while todo:
         try:
             with pipeline.deployed(cfg, p, variant, out, ui) as (_vm, guest):
-                while left:
+                while todo:
+                    case = todo.pop(0)
                     run = checks.run_case(case, guest, variant, features)
-                    left -= 1
-                    failed += not run.result.passed
-                    evidence = run.result.observed
+                    failed[case.name] += not run.result.passed
+                    evidence[case.name] = run.result.observed
                     if not run.vm_usable:
                         break
-        except KernelFailure as exc:  # the kernel fails at boot: a detection too
-            failed += left
-            evidence = f"kernel {exc.kind} at boot: {str(exc).splitlines()[0]}"
-            left = 0
-    return failed, evidence
+        except KernelFailure as exc:  # the kernel fails at boot: a detection for all left
+            for case in todo:
+                failed[case.name] += 1
+                evidence[case.name] = f"kernel {exc.kind} at boot: {str(exc).splitlines()[0]}"
+            todo = []
+    return {name: (failed[name], evidence[name]) for name in failed}
 
 
 def run(cfg: LabConfig, req: CalibrateRequest, out: Path, ui: Ui,
@@ -122,14 +126,15 @@ def run(cfg: LabConfig, req: CalibrateRequest, out: Path, ui: Ui,
 
     out.mkdir(parents=True, exist_ok=True)
     correct = pipeline.prepare(cfg, pipeline.VariantRequest(names=(CORRECT,)), out, ui)
-    for case_name in dict.fromkeys(w.case for w in picked):
-        failed, evidence = _runs(cfg, correct, CORRECT, by_name[case_name], req.repeat, out, ui)
-        add(Row(CORRECT, case_name, failed, req.repeat, evidence=evidence))
+    witnessed = [by_name[name] for name in dict.fromkeys(w.case for w in picked)]
+    for name, (failed, evidence) in _runs(cfg, correct, CORRECT, witnessed, req.repeat, out,
+                                          ui).items():
+        add(Row(CORRECT, name, failed, req.repeat, evidence=evidence))
     for w in picked:
         wreq = pipeline.VariantRequest(names=(USER_VARIANT,), patches=(newest.patch, w.patch),
                                        expect=newest.features)
         p = pipeline.prepare(cfg, wreq, out / w.name, ui)
-        failed, evidence = _runs(cfg, p, USER_VARIANT, by_name[w.case], req.repeat,
-                                 out / w.name, ui)
+        ((_, (failed, evidence)),) = _runs(cfg, p, USER_VARIANT, [by_name[w.case]], req.repeat,
+                                           out / w.name, ui).items()
         add(Row(w.name, w.case, failed, req.repeat, w.breaks, evidence))
     return Calibration(series.name, req.repeat, tuple(rows))
