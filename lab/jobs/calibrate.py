@@ -4,7 +4,8 @@ For each witness of the series (lab.kernel.witnesses) the variant `user` is
 the series' newest version plus the witness, claiming what the newest version
 claims; its case runs `repeat` times, each run judged on its own (a kernel
 failure is a detection, and the next run gets a fresh VM). The series'
-newest version runs every witnessed case as many times. A witness detected
+newest version runs every witnessed case as many times, in one VM while its
+kernel stays healthy. A witness detected
 fewer than `repeat` times, or a correct kernel that fails even once, makes
 the calibration fail (exit 1): the suite's power has drifted.
 """
