@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError, LabError
-from lab.host import proc
+from lab.host import reaper_client
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def locked(path: Path, timeout: float | None = None) -> Iterator[None]:
         os.ftruncate(f.fileno(), 0)
         os.pwrite(f.fileno(), (json.dumps(record) + "\n").encode(), 0)
         try:
-            with proc.lock_kept_by_reaper(f.fileno(), path.name):
+            with reaper_client.lock_kept_by_reaper(f.fileno(), path.name):
                 yield
         finally:
             with contextlib.suppress(OSError):

@@ -13,11 +13,13 @@ terminal):
   *thread* that forked the child exits, so start children from the main thread
   (or one that outlives them): never from a short-lived worker thread;
 - grandchildren (make's compilers, mmdebstrap's helpers) are covered by the
-  reaper (`lab/reaper.py`): a small process per lab that learns each child's
-  session and, once the lab is gone, kills every process left in those
+  reaper (`lab/host/reaper.py`, told by `reaper_client`): a small process per
+  lab that learns each child's session and, once the lab is gone, kills every process left in those
   sessions, removes the lab's private folders and only then lets go of the
-  lab's cache locks. A descendant that starts a session of its own escapes it;
-  none of the tools the lab runs does.
+  lab's cache locks. A descendant that starts a session of its own is found
+  by the token every child carries in its environment.
+
+Teardown that must finish whatever signals arrive is `lab.host.teardown`.
 """
 
 from __future__ import annotations
@@ -27,32 +29,25 @@ import ctypes
 import logging
 import math
 import os
-import secrets
 import shlex
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from lab.errors import LabError
+from lab.host.reaper_client import TOKEN_VAR, _reaper
 
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 40
 PR_SET_PDEATHSIG = 1
-REAPER = Path(__file__).with_name("reaper.py")
-TOKEN_VAR = "KERNEL_LAB_REAPER_TOKEN"  # the same name as in reaper.py (it imports nothing)
 # Signals that interrupt the lab (cli.main turns each into an unwinding).
-INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _prctl = _libc.prctl
@@ -77,112 +72,6 @@ class CommandResult:
     def tail(self, lines: int = TAIL_LINES) -> str:
         text = (self.stdout + ("\n" + self.stderr if self.stderr else "")).rstrip()
         return "\n".join(text.splitlines()[-lines:])
-
-
-# --- the reaper ------------------------------------------------------------------
-
-
-class _Reaper:
-    """The lab's side of `lab/reaper.py`: one per lab process, started on first use."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._owner = 0
-        self._popen: subprocess.Popen | None = None
-        self._broken = False
-        self.token = ""
-
-    @property
-    def pid(self) -> int | None:
-        return self._popen.pid if self._popen and self._owner == os.getpid() else None
-
-    def _ensure(self) -> socket.socket | None:
-        if self._sock is not None and self._owner == os.getpid():
-            return self._sock
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            # Its own session and no death signal: it must outlive us to clean up.
-            self._popen = subprocess.Popen(
-                [sys.executable, "-I", str(REAPER)], stdin=theirs, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-        except OSError as exc:
-            ours.close()
-            self._warn(exc)
-            return None
-        finally:
-            theirs.close()
-        self._sock, self._owner = ours, os.getpid()
-        # Every child from now on carries this token: the reaper finds a
-        # descendant that left its session (a daemon) by its environment.
-        self.token = secrets.token_hex(12)
-        os.environ[TOKEN_VAR] = self.token
-        try:
-            socket.send_fds(ours, [f"token {self.token}".encode()], [])
-        except OSError as exc:
-            self._warn(exc)
-        return ours
-
-    def _warn(self, exc: BaseException) -> None:
-        if not self._broken:
-            log.warning("the lab's reaper is unavailable (%s): children of a killed lab "
-                        "may survive it", exc)
-        self._broken = True
-
-    def send(self, message: str, fds: Sequence[int] = ()) -> None:
-        with self._lock:
-            sock = self._ensure()
-            if sock is None:
-                return
-            try:
-                socket.send_fds(sock, [message.encode(errors="surrogateescape")], list(fds))
-            except OSError as exc:
-                self._warn(exc)
-
-    def sync(self, timeout: float = 10.0) -> None:
-        """Wait until the reaper has read everything sent so far (for tests)."""
-        with self._lock:
-            sock = self._ensure()
-            if sock is None:
-                return
-            sock.send(b"ping")
-            sock.settimeout(timeout)
-            try:
-                sock.recv(16)
-            finally:
-                sock.settimeout(None)
-
-
-_reaper = _Reaper()  # per process by nature: the reaper watches this process's life
-
-
-def private_dir(prefix: str) -> Path:
-    """A new 0700 folder in the temp dir, removed by the reaper if the lab dies."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o700)
-    _reaper.send(f"dir {path}")
-    return path
-
-
-def remove_private_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    _reaper.send(f"-dir {path}")
-
-
-@contextlib.contextmanager
-def lock_kept_by_reaper(fd: int, name: str) -> Iterator[None]:
-    """The reaper keeps a copy of the locked file `fd` open while the block runs.
-
-    flock belongs to the open file, not to the process: if the lab dies, the
-    lock stays held until the reaper has killed the lab's leftover processes,
-    so nobody "recovers" a folder that an orphan is still writing.
-    """
-    token = f"{name}:{fd}"
-    _reaper.send(f"lock {token}", [fd])
-    try:
-        yield
-    finally:
-        _reaper.send(f"-lock {token}")
 
 
 # --- starting and stopping children ---------------------------------------------
@@ -504,58 +393,3 @@ def interactive(argv: Sequence[str | os.PathLike], *, timeout: float, what: str 
             child.kill()
             child.wait(timeout=60)
         _forget(child, own_session=False)
-
-
-# --- teardown ---------------------------------------------------------------------
-
-
-_hurry = threading.Event()  # a signal came during a teardown
-_teardown_depth = 0  # nested signals_deferred blocks (main thread only)
-
-
-def hurried() -> bool:
-    """A signal arrived during the teardown now running: skip the gentle steps."""
-    return _hurry.is_set()
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then deliver them.
-
-    For teardown that must finish (a VM's shutdown ladder, its folder's
-    removal): a second Ctrl-C would otherwise strand QEMU or the folder. Python
-    runs signal handlers in the main thread whichever thread the kernel picked,
-    so a thread's signal mask is not enough; the handlers themselves wait.
-    A signal held here also hurries the teardown (`hurried()`): whoever asks
-    twice wants the VM gone now, not after a polite ladder of timeouts.
-    Elsewhere than the main thread this does nothing (no handler runs there).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous: dict[int, Any] = {}
-
-    def _hold(signum: int, _frame: object) -> None:
-        log.warning("%s during teardown: stopping the VM at once, then finishing "
-                    "the teardown", signal.Signals(signum).name)
-        pending.append(signum)
-        _hurry.set()
-
-    for sig in INTERRUPTS:
-        handler = signal.getsignal(sig)
-        if handler is None:  # installed outside Python: leave it alone
-            continue
-        previous[sig] = signal.signal(sig, _hold)
-    global _teardown_depth
-    _teardown_depth += 1
-    try:
-        yield
-    finally:
-        _teardown_depth -= 1
-        if _teardown_depth == 0:
-            _hurry.clear()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for sig in dict.fromkeys(pending):
-            signal.raise_signal(sig)  # the restored handler runs (and raises) now

@@ -27,7 +27,7 @@ from typing import Any
 from qemu.qmp import QMPClient
 
 from lab.errors import BootError, ConfigError, KernelCrash, QemuCrashed, QmpFailed
-from lab.host import proc
+from lab.host import proc, reaper_client, teardown
 from lab.host.tools import require_tools
 from lab.vm import console
 
@@ -364,7 +364,7 @@ class Machine:
                               "(use [vm] machine = \"pc\")")
         require_tools([QEMU, "qemu-img"])
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._dir = proc.private_dir(f"lab-{self.spec.name}-")
+        self._dir = reaper_client.private_dir(f"lab-{self.spec.name}-")
         overlay = self._dir / "overlay.qcow2"
         proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                   self.spec.rootfs, overlay], timeout=60, error=BootError, what="qemu-img")
@@ -555,7 +555,7 @@ class Machine:
         folder removed (they are delivered right after), so a second signal
         cannot strand QEMU or its folder.
         """
-        with proc.signals_deferred():
+        with teardown.signals_deferred():
             try:
                 if self._proc is not None and self._proc.poll() is None:
                     self.ended_by = self._stop_ladder(poweroff)
@@ -568,12 +568,12 @@ class Machine:
                     self._qmp.close()
                     self._qmp = None
                 if self._dir is not None:
-                    proc.remove_private_dir(self._dir)
+                    reaper_client.remove_private_dir(self._dir)
                     self._dir = None
 
     def _stop_ladder(self, poweroff: Callable[[], None] | None) -> str:
         """Each rung gets `step` seconds to end QEMU; a signal during the
-        teardown (proc.hurried) skips what is left of the gentle ones."""
+        teardown (teardown.hurried) skips what is left of the gentle ones."""
         assert self._proc is not None
         step = SHUTDOWN_STEP_S * self.scale
         rungs: list[tuple[str, Callable[[], object]]] = []
@@ -584,7 +584,7 @@ class Machine:
             rungs.append(("quit", lambda: qmp.execute("quit")))
         rungs.append(("sigterm", lambda: self._proc.send_signal(signal.SIGTERM)))
         for name, action in rungs:
-            if proc.hurried():
+            if teardown.hurried():
                 break
             with contextlib.suppress(Exception):  # the next rung is the answer to any failure
                 action()
@@ -602,5 +602,5 @@ class Machine:
             if self._proc.wait(timeout=min(0.2, max(0.0, deadline - time.monotonic()))
                                ) is not None:
                 return True
-            if proc.hurried() or time.monotonic() >= deadline:
+            if teardown.hurried() or time.monotonic() >= deadline:
                 return False

@@ -23,7 +23,7 @@ from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
 from lab.errors import GuestError, GuestTimeout, KernelHang, LabError
-from lab.host import proc
+from lab.host import teardown
 from lab.host.proc import CommandResult
 from lab.vm import console
 from lab.vm.image import Image
@@ -263,7 +263,7 @@ class Guest:
                 res = future.result(timeout=WATCH_INTERVAL_S)
                 break
             except concurrent.futures.TimeoutError:
-                if proc.hurried():  # a signal during teardown: no more waiting on SSH
+                if teardown.hurried():  # a signal during teardown: no more waiting on SSH
                     self._drop_connection()
                     raise GuestError(f"`{what}` abandoned: the teardown was hurried") from None
                 try:

@@ -131,11 +131,11 @@ def test_interactive_returns_the_exit_status():
 LAB_LIKE = """
 import sys
 from pathlib import Path
-from lab.host import cache, proc
+from lab.host import cache, proc, reaper_client
 
 work = Path(sys.argv[1])
 with cache.locked(work / "build.lock"):
-    folder = proc.private_dir("lab-proctest-")
+    folder = reaper_client.private_dir("lab-proctest-")
     (work / "private").write_text(str(folder))
     (folder / "overlay").write_text("x")
     # make starts recipes through sh: the sleeps are the lab's grandchildren.
@@ -218,14 +218,14 @@ def test_lock_timeout_from_the_environment_is_checked(monkeypatch):
 
 DEFERRED = """
 import os, signal, sys, time
-from lab.host import proc
+from lab.host import teardown
 
 def term(signum, frame):
     raise SystemExit("terminated after teardown")
 
 signal.signal(signal.SIGTERM, term)
 try:
-    with proc.signals_deferred():
+    with teardown.signals_deferred():
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.3)
