@@ -670,6 +670,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # A guest that powers off (or is still booting) resets the SSH socket;
+        # the lab reports SSH failures itself, once, where they decide something.
+        logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
     ui = Ui()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_terminate)
