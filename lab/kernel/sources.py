@@ -193,6 +193,11 @@ def git_source(repo: Path, rev: str, cache_root: Path, log_dir: Path, *,
                         group=group, commit=commit)
 
 
+# The folder the lab writes its results to when run from inside a kernel tree
+# (lab.config's default results_root is ./results): never part of the source.
+RESULTS_DIR = "results"
+
+
 def worktree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSource:
     """The user's working tree as it is (tracked changes and untracked files
     that .gitignore does not exclude), as a commit in the private clone.
@@ -218,7 +223,8 @@ def worktree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSource
         # --reset (a one-tree merge that ignores local changes) keeps the stat
         # data of entries whose content did not change.
         in_tree("read-tree", "--reset", head)
-        in_tree("add", "-A", ".")
+        # The lab run from inside the tree writes ./results there: not source.
+        in_tree("add", "-A", "--", ".", f":(top,exclude){RESULTS_DIR}")
         tree_id = in_tree("write-tree")
         if tree_id == in_tree("rev-parse", f"{head}^{{tree}}"):
             commit = head  # no uncommitted changes: the same source as `--head HEAD`
@@ -246,7 +252,7 @@ def plain_tree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSour
     with cache.locked(cache_root / "locks" / f"src-{group}.lock"):
         dest.mkdir(parents=True, exist_ok=True)
         proc.run(["rsync", "-rlpD", "--checksum", "--delete", "--exclude=/.git",
-                  f"{tree}/", f"{dest}/"],
+                  f"--exclude=/{RESULTS_DIR}", f"{tree}/", f"{dest}/"],
                  timeout=1800, log_path=log_path, error=BuildError, what="copying the kernel tree")
         if (dest / ".config").exists() or (dest / "include/config").exists():
             # Built in place: kbuild refuses O= builds from such a tree.

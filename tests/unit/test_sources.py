@@ -80,6 +80,16 @@ def test_a_clean_working_tree_is_its_head(user_tree, tmp_path):
     assert src.commit == _git(user_tree, "rev-parse", "HEAD")
 
 
+def test_the_labs_results_inside_the_tree_are_not_source(user_tree, tmp_path):
+    """Run from inside a kernel tree, the lab writes ./results there."""
+    _git(user_tree, "checkout", "-q", "--", "fs/file.c")
+    (user_tree / "fs/new.c").unlink()
+    (user_tree / "results" / "test-1").mkdir(parents=True)
+    (user_tree / "results" / "test-1" / "results.json").write_text("{}")
+    src = sources.worktree_source(user_tree, tmp_path / "cache", tmp_path / "logs")
+    assert src.commit == _git(user_tree, "rev-parse", "HEAD")
+
+
 def test_ab_sources_share_one_clone_and_build_group(user_tree, tmp_path):
     before = _fingerprint(user_tree)
     base, head = sources.ab_sources(user_tree, "HEAD~1", None, tmp_path / "cache",
