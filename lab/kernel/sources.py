@@ -198,6 +198,18 @@ def git_source(repo: Path, rev: str, cache_root: Path, log_dir: Path, *,
 RESULTS_DIR = "results"
 
 
+def _exclude_results(clone: Path) -> None:
+    """The lab run from inside the tree writes ./results there: not source.
+    The private clone's own exclude file applies to the user's work tree
+    read through --work-tree, and touches nothing of theirs."""
+    exclude = clone / ".git" / "info" / "exclude"
+    line = f"/{RESULTS_DIR}/"
+    text = exclude.read_text() if exclude.is_file() else ""
+    if line not in text.splitlines():
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        exclude.write_text(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
+
+
 def worktree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSource:
     """The user's working tree as it is (tracked changes and untracked files
     that .gitignore does not exclude), as a commit in the private clone.
@@ -223,8 +235,8 @@ def worktree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSource
         # --reset (a one-tree merge that ignores local changes) keeps the stat
         # data of entries whose content did not change.
         in_tree("read-tree", "--reset", head)
-        # The lab run from inside the tree writes ./results there: not source.
-        in_tree("add", "-A", "--", ".", f":(top,exclude){RESULTS_DIR}")
+        _exclude_results(clone)
+        in_tree("add", "-A", ".")
         tree_id = in_tree("write-tree")
         if tree_id == in_tree("rev-parse", f"{head}^{{tree}}"):
             commit = head  # no uncommitted changes: the same source as `--head HEAD`
