@@ -53,7 +53,8 @@ def parse_shard(text: str) -> Shard:
     return Shard(index, count)
 
 
-def select(items: Sequence[T], shard: Shard | None, key: Callable[[T], str]) -> list[T]:
+def select(items: Sequence[T], shard: Shard | None, key: Callable[[T], str],
+           together: Callable[[T], str] | None = None) -> list[T]:
     """The items shard `shard` runs, in the caller's order.
 
     Items are ranked by `key` (stable sort), and shard K takes ranks K-1,
@@ -64,9 +65,17 @@ def select(items: Sequence[T], shard: Shard | None, key: Callable[[T], str]) -> 
     are ranked in input order). The chosen items come back in the caller's
     order because that order is the execution order (e.g. variants
     interleaved so host drift hits both sides alike). None: every item.
+
+    `together`: items with the same value of it always land in one shard (the
+    repeats of a benchmark point and both variants' runs of it: a point's mean
+    and interval must never mix machines); the groups are dealt as above.
     """
     if shard is None:
         return list(items)
+    if together is not None:
+        groups = sorted({together(item) for item in items})
+        mine = set(groups[shard.index - 1 :: shard.count])
+        return [item for item in items if together(item) in mine]
     ranked = sorted(range(len(items)), key=lambda i: key(items[i]))
     chosen = set(ranked[shard.index - 1 :: shard.count])
     return [item for i, item in enumerate(items) if i in chosen]

@@ -210,7 +210,10 @@ def test_job(cfg: LabConfig, req: pipeline.VariantRequest, out: Path, ui: Ui, *,
 
 
 def bench_points(cfg: BenchConfig, names: Sequence[str], shard: Shard | None) -> list[sweep.Point]:
-    return select(sweep.plan(cfg, names), shard, key=lambda pt: pt.key)
+    # A point's repeats and both variants' runs of it on one runner: its mean,
+    # interval and gain never mix machines.
+    return select(sweep.plan(cfg, names), shard, key=lambda pt: pt.key,
+                  together=lambda pt: f"{pt.mode}/{pt.workload}/{pt.numjobs}")
 
 
 def run_bench(cfg: LabConfig, p: pipeline.Prepared, points: Sequence[sweep.Point],

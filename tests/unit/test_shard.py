@@ -7,7 +7,9 @@ from collections import Counter
 
 import pytest
 
+from lab.config import BenchConfig
 from lab.errors import ConfigError
+from lab.jobs.runs import bench_points
 from lab.shard import Shard, parse_shard, select
 
 LENGTHS = (0, 1, 2, 3, 5, 6, 7, 10, 13, 50)
@@ -103,3 +105,19 @@ def test_shard_built_in_code_is_checked_too():
 
 def test_str():
     assert str(Shard(1, 4)) == "1/4"
+
+
+def test_a_benchmark_point_never_spans_two_runners():
+    """Every repeat of a point and both variants' runs of it land on one shard,
+    so a merged report's mean and interval never mix machines (issue 23)."""
+    cfg = BenchConfig()
+    every = bench_points(cfg, ["baseline", "patched"], None)
+    for count in (2, 3, 5):
+        owner: dict[tuple, int] = {}
+        seen = []
+        for k in range(1, count + 1):
+            for pt in bench_points(cfg, ["baseline", "patched"], Shard(k, count)):
+                where = (pt.mode, pt.workload, pt.numjobs)
+                assert owner.setdefault(where, k) == k, (where, count)
+                seen.append(pt.key)
+        assert sorted(seen) == sorted(pt.key for pt in every)  # each run exactly once
