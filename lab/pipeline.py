@@ -28,7 +28,8 @@ from lab.kernel.build import KernelBuild, Variant
 from lab.kernel.series import Series, load_series
 from lab.ui import Ui
 from lab.vm.image import Image, build_image
-from lab.vm.machine import Accel, Machine, MachineSpec, probe_accel
+from lab.vm.machine import Machine, probe_accel
+from lab.vm.qemu_argv import Accel, MachineSpec
 from lab.vm.ssh import Guest
 
 log = logging.getLogger(__name__)

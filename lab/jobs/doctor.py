@@ -14,6 +14,7 @@ from lab.host.tools import Check
 from lab.kernel import build, sources
 from lab.kernel.series import load_series
 from lab.vm import image, machine
+from lab.vm.qemu_argv import QEMU
 
 MIN_DISK_GIB = 10.0
 MIN_MEMORY_GIB = 3.0
@@ -23,7 +24,7 @@ def run_checks(cfg: LabConfig) -> list[Check]:
     checks = []
     image_tools = image.ROOTLESS_TOOLS if image.rootless() else image.IMAGE_TOOLS
     for tool in sorted(set(build.BUILD_TOOLS) | set(image_tools)
-                       | {machine.QEMU, "qemu-img"}):
+                       | {QEMU, "qemu-img"}):
         path = shutil.which(tool)
         checks.append(Check(f"tool {tool}", path is not None, path or "not found",
                             f"sudo apt-get install {tools.PACKAGE_OF.get(tool, tool)}"))

@@ -11,7 +11,6 @@ reaper removes the private folder then.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -24,60 +23,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import QMPClient
-
 from lab.errors import BootError, ConfigError, KernelCrash, QemuCrashed, QmpFailed
 from lab.host import proc, reaper_client, teardown
 from lab.host.tools import require_tools
 from lab.vm import console
+from lab.vm.qemu_argv import (
+    QEMU,
+    Accel,
+    MachineSpec,
+    qemu_argv,
+    qemu_opt,
+    timeout_scale,
+)
+from lab.vm.qmp import QMP_TIMEOUT_S, Qmp
 
 log = logging.getLogger(__name__)
 
-QEMU = "qemu-system-x86_64"
-# Timeouts are a base value times one factor: TCG and debug kernels are slower.
-SCALE = {"kvm": 1.0, "tcg": 4.0}
-DEBUG_SCALE = 2.5
 KVM_PROBE_S = 6.0
-QMP_TIMEOUT_S = 10.0
 QMP_ATTEMPTS = 2
 SHUTDOWN_STEP_S = 5.0
 CONSOLE_POLL_S = 0.02  # how often boot watches the console: the phases' resolution
-MACHINE_TYPES = ("microvm", "pc")
 # Console lines that end a boot phase: the kernel's banner, and the kernel
 # handing over to our init (both 6.1 and 6.12 word them so).
 BANNER = "Linux version "
 INIT_STARTED = "as init process"
-
-
-@dataclass(frozen=True)
-class Accel:
-    name: str  # kvm | tcg
-    reason: str
-
-    def qemu_args(self) -> list[str]:
-        if self.name == "kvm":
-            return ["-accel", "kvm", "-cpu", "host"]
-        return ["-accel", "tcg,thread=multi", "-cpu", "max"]
-
-
-@dataclass(frozen=True)
-class MachineSpec:
-    name: str
-    kernel: Path
-    rootfs: Path
-    vcpus: int = 2
-    memory_mib: int = 1024
-    cmdline_extra: tuple[str, ...] = ()
-    debug_kernel: bool = False
-    # pc: the classic PC (PCI, ACPI, HPET). microvm: no PCI to enumerate and
-    # no legacy devices, its devices on virtio-mmio, for KVM only: under TCG
-    # its kernel has no clock to calibrate the TSC against. With the quiet
-    # command line below pc boots as fast under TCG (README, Measured here).
-    machine_type: str = "pc"
-
-    def __post_init__(self) -> None:
-        if self.machine_type not in MACHINE_TYPES:
-            raise ValueError(f"machine type {self.machine_type!r}: one of {MACHINE_TYPES}")
 
 
 @dataclass(frozen=True)
@@ -125,79 +94,6 @@ class BootTimes:
         return f"{self.machine_type}: " + ", ".join(parts)
 
 
-def qemu_opt(value: object) -> str:
-    """A value inside a QEMU `key=value,...` option: commas are doubled."""
-    return str(value).replace(",", ",,")
-
-
-# Probes a test VM does not need, each of which waits under TCG: no keyboard
-# or mouse behind a PS/2 controller, one serial port instead of four.
-QUIET_PROBES = ("i8042.noaux", "i8042.nokbd", "i8042.nopnp", "8250.nr_uarts=1")
-EXTRA_CMDLINE = {
-    # PCI interrupts from the PIRQ table: setting up ACPI's PCI interrupt
-    # links took 0.7 s and more under TCG.
-    "pc": ("acpi=noirq",),
-    # No PCI bus; QEMU appends the virtio_mmio.device= addresses itself.
-    "microvm": ("pci=off",),
-}
-
-
-def kernel_cmdline(spec: MachineSpec) -> str:
-    # panic=-1 with -no-reboot: a panicking guest makes QEMU exit instead of
-    # spinning, and the console keeps the report.
-    base = ["console=ttyS0", "root=/dev/vda", "rw", "init=/sbin/lab-init", "panic=-1",
-            "printk.time=1", *QUIET_PROBES, *EXTRA_CMDLINE[spec.machine_type]]
-    return " ".join([*base, *spec.cmdline_extra])
-
-
-def _devices(spec: MachineSpec, overlay: Path, ssh_port: int) -> list[str]:
-    """Disk, network and entropy: virtio on PCI (pc) or on MMIO (microvm)."""
-    bus = "device" if spec.machine_type == "microvm" else "pci"
-    return [
-        "-drive", f"id=root,file={qemu_opt(overlay)},if=none,format=qcow2,cache=unsafe",
-        "-device", f"virtio-blk-{bus},drive=root",
-        # restrict=on: the guest reaches nothing on the host or beyond; only
-        # the forwarded SSH port leads in.
-        "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
-        "-device", f"virtio-net-{bus},netdev=net0",
-        "-device", f"virtio-rng-{bus}",
-    ]
-
-
-def machine_option(spec: MachineSpec) -> str:
-    if spec.machine_type == "pc":
-        return "pc"
-    # ACPI stays: the guest powers off through it (S5); without it poweroff halts
-    # the CPUs and QEMU waits for the next rung. The PIT and the PIC stay too:
-    # under TCG the kernel's timer set-up hangs without them.
-    return "microvm,acpi=on,pit=on,pic=on,rtc=on,isa-serial=on"
-
-
-def qemu_argv(
-    spec: MachineSpec, accel: Accel, *, overlay: Path, qmp: Path, console_log: Path, ssh_port: int
-) -> list[str]:
-    """The QEMU command line (pure, so it is unit-tested)."""
-    return [
-        QEMU,
-        "-name", qemu_opt(spec.name),
-        "-nodefaults", "-no-user-config", "-display", "none",
-        "-machine", machine_option(spec),
-        *accel.qemu_args(),
-        "-smp", str(spec.vcpus),
-        "-m", str(spec.memory_mib),
-        "-kernel", str(spec.kernel),
-        "-append", kernel_cmdline(spec),
-        *_devices(spec, overlay, ssh_port),
-        "-chardev", f"file,id=console,path={qemu_opt(console_log)}",
-        "-serial", "chardev:console",
-        "-qmp", f"unix:{qemu_opt(qmp)},server=on,wait=off",
-        # Paused until the lab has finished the QMP handshake and sent `cont`:
-        # nothing the guest does can interleave with the greeting.
-        "-S",
-        "-no-reboot",
-    ]
-
-
 def _keep_previous(log: Path) -> None:
     """A reboot (after a crash) must not overwrite the evidence: number it."""
     if not log.exists() or log.stat().st_size == 0:
@@ -212,10 +108,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def timeout_scale(accel: Accel, debug_kernel: bool) -> float:
-    return SCALE[accel.name] * (DEBUG_SCALE if debug_kernel else 1.0)
 
 
 def probe_accel(requested: str, kernel: Path, workdir: Path) -> Accel:
@@ -252,64 +144,6 @@ def probe_accel(requested: str, kernel: Path, workdir: Path) -> Accel:
     if requested == "kvm":
         raise BootError(f"--accel kvm: a probe guest printed nothing within {KVM_PROBE_S:.0f}s")
     return Accel("tcg", f"KVM present but a probe guest printed nothing in {KVM_PROBE_S:.0f}s")
-
-
-class _Received(logging.Handler):
-    """Keeps the last messages qemu.qmp logged for one client (its debug log
-    has the raw lines read from the socket), for the error if a handshake fails."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if text.startswith("<--"):  # a message read from the socket
-            self.lines = [*self.lines[-3:], " ".join(text[4:].split())[:300]]
-
-
-class Qmp:
-    """A synchronous QMP client with a timeout on every call (one per VM)."""
-
-    def __init__(self, path: Path, name: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._client = QMPClient(name)
-        self._path = path
-
-    def _sync(self, coro: Any, timeout: float) -> Any:
-        return self._loop.run_until_complete(asyncio.wait_for(coro, timeout))
-
-    def connect(self, timeout: float = QMP_TIMEOUT_S) -> None:
-        """Connect and negotiate; a failure says what arrived on the socket."""
-        logger = self._client.logger
-        seen = _Received()
-        level, propagate = logger.level, logger.propagate
-        # Debug records for our handler only: the lab's own log stays quiet,
-        # and a failure is told once, by the error below.
-        logger.addHandler(seen)
-        logger.setLevel(logging.DEBUG)
-        logger.propagate = False
-        try:
-            self._sync(self._client.connect(str(self._path)), timeout)
-        except Exception as exc:
-            said = " | ".join(seen.lines) or "nothing"
-            raise QmpHandshakeFailed(f"{exc} (qemu.qmp read: {said})") from exc
-        finally:
-            logger.removeHandler(seen)
-            logger.setLevel(level)
-            logger.propagate = propagate
-
-    def execute(self, command: str, timeout: float = QMP_TIMEOUT_S, **args: Any) -> Any:
-        return self._sync(self._client.execute(command, args or None), timeout)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._sync(self._client.disconnect(), QMP_TIMEOUT_S)
-        self._loop.close()
-
-
-class QmpHandshakeFailed(Exception):
-    """The QMP greeting or capabilities negotiation failed; the text says what arrived."""
 
 
 class Machine:

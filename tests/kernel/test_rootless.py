@@ -118,7 +118,8 @@ import os, sys
 from pathlib import Path
 from lab.vm.ssh import Guest
 from lab.vm.image import build_image
-from lab.vm.machine import Accel, Machine, MachineSpec
+from lab.vm.machine import Machine
+from lab.vm.qemu_argv import Accel, MachineSpec
 
 work, kernel = Path(sys.argv[1]), Path(sys.argv[2])
 img = build_image(Path("images").resolve(), work / "cache", work / "logs")

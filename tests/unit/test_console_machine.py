@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lab.vm import console
-from lab.vm.machine import Accel, MachineSpec, kernel_cmdline, qemu_argv, timeout_scale
+from lab.vm.qemu_argv import Accel, MachineSpec, kernel_cmdline, qemu_argv, timeout_scale
 
 LOGS = Path(__file__).resolve().parents[1] / "data" / "console"
 

@@ -11,7 +11,7 @@ import pytest
 from lab.errors import ConfigError
 from lab.host import tools
 from lab.vm import image
-from lab.vm.machine import Accel, MachineSpec, qemu_argv, qemu_opt
+from lab.vm.qemu_argv import Accel, MachineSpec, qemu_argv, qemu_opt
 
 
 def _argv(tmp: Path) -> list[str]:

@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 
 from lab.errors import ConfigError
-from lab.vm.machine import (
-    Accel,
-    BootTimes,
-    Machine,
-    MachineSpec,
-    kernel_cmdline,
-    machine_option,
-    qemu_argv,
-)
+from lab.vm.machine import BootTimes, Machine
+from lab.vm.qemu_argv import Accel, MachineSpec, kernel_cmdline, machine_option, qemu_argv
 
 
 def _argv(tmp: Path, machine_type: str) -> list[str]:

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from lab.host import proc
-from lab.vm.machine import QEMU, Qmp, QmpHandshakeFailed
+from lab.vm.qemu_argv import QEMU
+from lab.vm.qmp import Qmp, QmpHandshakeFailed
 
 
 def _fake_monitor(path, first: dict) -> threading.Thread:
