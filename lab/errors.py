@@ -46,6 +46,12 @@ class PatchError(ConfigError):
     """A patch that does not apply; names the patch file and the failing hunk."""
 
 
+class KconfigUnmet(ConfigError):
+    """Options of the lab's fragments did not stick in this tree's config (a
+    missing dependency or a symbol this kernel does not have): about the tree,
+    so a bisection cannot test the commit (125), not bad input of the lab."""
+
+
 class ToolMissing(LabError):
     """A host tool is absent; the message says which package to install."""
 

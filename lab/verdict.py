@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lab.errors import BootError, BuildError, KernelFailure, LabError, PatchError
+from lab.errors import BootError, BuildError, KconfigUnmet, KernelFailure, LabError, PatchError
 
 EXIT_OK = 0
 EXIT_KERNEL_FAILED = 1
@@ -39,7 +39,7 @@ class Outcome(StrEnum):
 def classify(exc: BaseException) -> Outcome:
     if isinstance(exc, KernelFailure):
         return Outcome.KERNEL_FAILED
-    if isinstance(exc, (PatchError, BuildError, BootError)):
+    if isinstance(exc, (PatchError, KconfigUnmet, BuildError, BootError)):
         return Outcome.UNTESTABLE  # about this commit: it does not apply, build or boot
     if isinstance(exc, LabError) and exc.exit_code == 2:
         return Outcome.BAD_INPUT  # a ConfigError: about how the lab was asked

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.errors import BuildError, ConfigError, PatchError
+from lab.errors import BuildError, KconfigUnmet, PatchError
 from lab.host import cache, proc
 from lab.host.tools import require_tools
 from lab.kernel import gittree, patching, sources
@@ -511,7 +511,7 @@ def _configure(variant: Variant, tree: Path, bdir: Path, log_path: Path) -> None
              what="make olddefconfig")
     problems = unmet_options(variant.fragments, (bdir / ".config").read_text())
     if problems:
-        raise ConfigError(
+        raise KconfigUnmet(
             f"{len(problems)} config option(s) did not stick after olddefconfig "
             "(a missing dependency or a misspelt symbol):",
             excerpt="\n".join(problems),
