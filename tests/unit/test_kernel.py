@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.errors import PatchError
-from lab.kernel import build, gittree, patching
+from lab.errors import ConfigError, PatchError
+from lab.kernel import build, gittree, patching, variants
 from lab.kernel.build import KernelSource, Variant
 
 GOOD = """\
@@ -160,3 +160,38 @@ def test_a_cached_build_made_with_fuzz_is_refused_under_strict(tmp_path):
     assert build._checked(variant, built) is built
     with pytest.raises(PatchError, match="--strict refuses fuzz"):
         build._checked(dataclasses.replace(variant, strict=True), built)
+
+
+def test_the_base_config_is_in_the_build_key_but_tinyconfig_keeps_the_old_keys(tmp_path):
+    """--kconfig: a make target or the user's .config changes the key (and the
+    build folder); the default tinyconfig adds nothing, so kernels cached
+    before it could be chosen keep their keys."""
+    src = KernelSource("debian-1", tmp_path, "test")
+    frag = tmp_path / "guest.config"
+    frag.write_text("CONFIG_FUSE_FS=y\n")
+    mine = tmp_path / "my.config"
+    mine.write_text("CONFIG_SMP=y\n")
+    tiny = Variant("v", src, (), (frag,))
+    keys = {tiny.key(), dataclasses.replace(tiny, base_config="defconfig").key(),
+            dataclasses.replace(tiny, base_config=mine).key()}
+    assert len(keys) == 3
+    assert dataclasses.replace(tiny, base_config="tinyconfig").key() == tiny.key()
+    assert dataclasses.replace(tiny, base_config="defconfig").config_key() != tiny.config_key()
+    mine.write_text("CONFIG_SMP=n\n")  # the file's content, not its name, is the input
+    assert dataclasses.replace(tiny, base_config=mine).key() not in keys
+
+
+@pytest.mark.parametrize("given, error", [
+    ("nope", "not a make target"), ("./missing.config", "no such file"),
+    ("kvm_guest.config", "not a make target")])
+def test_a_bad_kconfig_is_named(given, error):
+    with pytest.raises(ConfigError, match=error):
+        variants.base_config(given)
+
+
+def test_kconfig_takes_a_file_or_a_make_target(tmp_path):
+    mine = tmp_path / ".config"
+    mine.write_text("CONFIG_SMP=y\n")
+    assert variants.base_config(str(mine)) == mine.resolve()
+    assert variants.base_config("defconfig") == "defconfig"
+    assert variants.base_config(None) == "tinyconfig"
