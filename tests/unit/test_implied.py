@@ -1,5 +1,8 @@
 """What a kernel source implies regardless of the patch, read from what it
 defines (never a version): on a throwaway git tree shaped like 6.1 and 6.12."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from lab.kernel.series import Series
 from lab.kernel.sources import KernelSource, SourceSpec
 from lab.kernel.variants import _check_baseline_features
 
+REPO = Path(__file__).resolve().parents[2]
 FILES_6_1 = {"fs/fuse/file.c": "if (ff->open_flags & FOPEN_PARALLEL_DIRECT_WRITES)\n",
              "fs/fuse/inode.c": "/* no ALLOW_MMAP here */\n"}
 FILES_6_12 = {**FILES_6_1,
@@ -55,3 +59,18 @@ def test_a_series_declaring_other_baseline_features_is_refused_naming_both(tmp_p
     ok = Series("s", tmp_path, "", None, (), "v1", SourceSpec("debian", "x", ""),
                 baseline_features=(DIRECT_IO_ALLOW_MMAP, IOMODE_EXCLUSIVE_CACHED))
     _check_baseline_features(ok, src)
+
+
+def test_lab_features_names_what_a_tree_implies_and_where(tmp_path):
+    for rel, text in FILES_6_12.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    (tmp_path / "Makefile").write_text("VERSION = 6\n")
+    (tmp_path / "Kconfig").write_text("mainmenu \"Linux\"\n")
+    out = subprocess.run([sys.executable, "-m", "lab.cli", "features"], cwd=tmp_path, text=True,
+                         capture_output=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    assert "iomode-exclusive-cached  [implied by" in out.stdout
+    assert "fs/fuse/iomode.c" in out.stdout
+    assert "claims iomode-exclusive-cached, direct-io-allow-mmap by itself" in out.stdout
