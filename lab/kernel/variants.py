@@ -57,6 +57,19 @@ def split_names(values: Sequence[str]) -> list[str]:
     return names
 
 
+def _checked_inputs(cfg: LabConfig, debug: bool, user_patches: Sequence[Path],
+                    expect: Sequence[str]) -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    """The variants' config fragments and the claim, every file checked before any build."""
+    fragments = tuple(cfg.fragments) + ((cfg.debug_fragment,) if debug else ())
+    for frag in fragments:
+        if not frag.is_file():
+            raise ConfigError(f"config fragment {frag} does not exist")
+    for patch in user_patches:
+        if not patch.is_file():
+            raise ConfigError(f"--patch {patch}: no such file")
+    return fragments, check_features(list(expect), "--expect")
+
+
 def resolve(
     names: Sequence[str],
     *,
@@ -69,16 +82,7 @@ def resolve(
     tree_source: KernelSource | None = None,
     strict: bool = False,
 ) -> list[Variant]:
-    fragments = tuple(cfg.fragments)
-    if debug:
-        fragments += (cfg.debug_fragment,)
-    for frag in fragments:
-        if not frag.is_file():
-            raise ConfigError(f"config fragment {frag} does not exist")
-    for patch in user_patches:
-        if not patch.is_file():
-            raise ConfigError(f"--patch {patch}: no such file")
-    expected = check_features(list(expect), "--expect")
+    fragments, expected = _checked_inputs(cfg, debug, user_patches, expect)
     base_patches = (series.baseline,) if series.baseline else ()
     if not names:
         if tree_source is not None:
@@ -199,14 +203,7 @@ def resolve_ab(names: Sequence[str], *, cfg: LabConfig, ab: TreeAB, cache_root: 
     if unknown:
         raise ConfigError(f"with --base, the variants are baseline (--base) and patched "
                           f"(the head), not {', '.join(unknown)}")
-    fragments = tuple(cfg.fragments) + ((cfg.debug_fragment,) if debug else ())
-    for frag in fragments:
-        if not frag.is_file():
-            raise ConfigError(f"config fragment {frag} does not exist")
-    for patch in user_patches:
-        if not patch.is_file():
-            raise ConfigError(f"--patch {patch}: no such file")
-    expected = check_features(list(expect), "--expect")
+    fragments, expected = _checked_inputs(cfg, debug, user_patches, expect)
     base_src, head_src = sources.ab_sources(ab.tree, ab.base, ab.head, cache_root, log_dir)
     # The base is not under test: it claims everything its source shows,
     # parallel direct writes included; the head claims what it implies
