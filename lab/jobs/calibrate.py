@@ -13,7 +13,7 @@ the calibration fail (exit 1): the suite's power has drifted.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -107,8 +107,7 @@ def _runs(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: Sequence[Ca
     return {name: (failed[name], evidence[name]) for name in failed}
 
 
-def run(cfg: LabConfig, req: CalibrateRequest, out: Path, ui: Ui,
-        on_row: Callable[[Row], None] | None = None) -> Calibration:
+def run(cfg: LabConfig, req: CalibrateRequest, out: Path, ui: Ui) -> Calibration:
     series = load_series(cfg.series)
     picked = chosen(series.folder, req.only)
     newest = series.version(series.newest)
@@ -119,8 +118,6 @@ def run(cfg: LabConfig, req: CalibrateRequest, out: Path, ui: Ui,
         rows.append(row)
         ui.note(f"{row.variant}: {row.case} failed {row.failed}/{row.runs} "
                 f"({'ok' if row.ok else 'DRIFT'}): {row.evidence}")
-        if on_row:
-            on_row(row)
         (out / "calibration.json").write_text(json.dumps(
             {"series": series.name, "repeat": req.repeat,
              "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
