@@ -437,11 +437,12 @@ def cmd_bootsoak(args: argparse.Namespace, ui: Ui) -> int:
 def cmd_features(args: argparse.Namespace, ui: Ui) -> int:
     """Every feature a variant can claim, and what a tree implies."""
     tree = args.kernel_tree.resolve() if args.kernel_tree else None
-    if tree is None and (Path.cwd() / "Kconfig").is_file() and (Path.cwd() / "fs").is_dir():
+    if tree is None and kernel_tree_here(Path.cwd()):
         tree = Path.cwd()
+    if tree and not kernel_tree_here(tree):
+        raise ConfigError(f"--kernel-tree {tree}: not a kernel source tree "
+                          "(no Makefile, Kconfig and fs/ at its top)")
     found = implied.detect_in_folder(tree) if tree else {}
-    if tree and not (tree / "Makefile").is_file():
-        raise ConfigError(f"--kernel-tree {tree}: not a kernel source tree (no Makefile)")
     for name, meaning in features.FEATURES.items():
         mark = ""
         if tree:
