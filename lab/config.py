@@ -42,7 +42,7 @@ class VmConfig:
     memory_mib: Annotated[StrictInt, Field(ge=256, le=1 << 20)] = 1024
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     boot_timeout_s: Seconds = 60.0  # before the accelerator's scale factor
-    # QEMU machine type (lab/machine.py): pc, or microvm (no PCI, no legacy
+    # QEMU machine type (lab/vm/machine.py): pc, or microvm (no PCI, no legacy
     # devices; KVM only).
     machine: Literal["pc", "microvm"] = "pc"
 
@@ -90,7 +90,7 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class TestsConfig:
-    """How the suite runs: the user's own test scripts (lab/scripts.py), run on
+    """How the suite runs: the user's own test scripts (lab/suite/scripts.py), run on
     every variant, and how many cases run together in one guest."""
 
     __test__ = False  # a config section, not a pytest class
@@ -99,7 +99,7 @@ class TestsConfig:
     scripts: tuple[StrictStr, ...] = ()  # paths, relative to lab.toml
     script_timeout_s: Seconds = 300.0  # per script, KVM-scale
     # Independent suite cases run this many at a time in one guest
-    # (lab.together); 1 runs them one by one.
+    # (lab.suite.together); 1 runs them one by one.
     lanes: Annotated[StrictInt, Field(ge=1, le=16)] = 4
     # With --repeat: a case failing at least this fraction of its runs fails;
     # below it the case is flaky (lab.verdict.FlakePolicy).

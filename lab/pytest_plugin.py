@@ -115,7 +115,7 @@ class LabGuest:
         return self.FuseMount(self.guest, options or self.ServerOptions(), name=name)
 
     def probe(self, subcommand: str, timeout: float = 120, **options: Any) -> Any:
-        """Our labprobe program (see lab/workloads.py), its JSON as a dict."""
+        """Our labprobe program (see lab/guest/workloads.py), its JSON as a dict."""
         from lab.guest import workloads
 
         return workloads.probe(self.guest, subcommand, timeout, **options)

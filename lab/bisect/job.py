@@ -1,4 +1,4 @@
-"""`lab bisect`: the bisect algorithm (lab/bisect.py) fed by real builds and VMs.
+"""`lab bisect`: the bisect algorithm (lab/bisect/search.py) fed by real builds and VMs.
 
 Each step builds one candidate (incrementally: versions share the source
 copy, commits share one private clone), boots it in a fresh VM, runs one

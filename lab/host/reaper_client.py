@@ -23,7 +23,7 @@ TOKEN_VAR = "KERNEL_LAB_REAPER_TOKEN"  # the same name as in reaper.py (it impor
 
 
 class _Reaper:
-    """The lab's side of `lab/reaper.py`: one per lab process, started on first use."""
+    """The lab's side of `lab/host/reaper.py`: one per lab process, started on first use."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -3,7 +3,7 @@
 Pinned: the lab's git commit (and a fingerprint of uncommitted changes), the
 exact argv, the config file's content (embedded: the script runs with this
 copy, never with whatever the file says later), the inputs of every build key
-(lab/keys.py) and each variant's build key, and a checksum of every file the
+(lab/jobs/keys.py) and each variant's build key, and a checksum of every file the
 command line names (patches, job files, scripts). Run in a checkout that has
 changed since, the script says what differs before it runs; `--check`
 compares only.

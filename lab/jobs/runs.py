@@ -57,7 +57,7 @@ def run_checks(
     """Run (variant, case) items; one VM per variant, and a fresh one after
     any case in which the kernel failed or reported trouble, so one broken
     case never decides the ones after it. Independent cases run together
-    (lab.together, `[tests] lanes`). Unless `fresh`, a variant whose verdicts
+    (lab.suite.together, `[tests] lanes`). Unless `fresh`, a variant whose verdicts
     are cached under the same inputs is not run again."""
     results: list[CheckResult] = []
     record = on_result or (lambda _res: None)
@@ -187,7 +187,7 @@ def suite_items(cfg: LabConfig, names: Sequence[str], case_expr: str | None,
     """Every (variant, case) to run: the suite's cases, then the user's scripts."""
     cases = catalog.select(case_expr)
     items = [(v, c) for v in names for c in cases]
-    # The user's own scripts (lab/scripts.py): cases named script:<file>.
+    # The user's own scripts (lab/suite/scripts.py): cases named script:<file>.
     items += scripts.items(cfg.tests.scripts, names, cfg.tests.script_timeout_s)
     return select(items, shard, key=lambda it: f"test/{it[0]}/{it[1].name}")
 

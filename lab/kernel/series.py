@@ -5,7 +5,7 @@ Adding a series is adding a folder; nothing in the code names a version.
 file is a plain diff or an mbox of several patches (lab.patching);
 `baseline_features` are what the baseline already has (e.g. a newer kernel's
 I/O modes); each version keeps them and lists what it adds. Feature names
-are defined in lab.features.
+are defined in lab.kernel.features.
 """
 
 from __future__ import annotations

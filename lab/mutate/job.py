@@ -1,7 +1,7 @@
 """`lab mutate`: does the suite notice when the code under test is wrong?
 
 For the C functions a variant's own patches change (the series' baseline
-patch is not the variant's change), every mutant from lab/mutation.py is
+patch is not the variant's change), every mutant from lab/mutate/mutants.py is
 built incrementally in one build folder, booted, and run against the suite
 in order; the first failed case kills it. The kill matrix (mutant, operator,
 diff, killed-by case / survived / build-failed / timed-out / equivalent) is

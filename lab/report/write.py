@@ -1,9 +1,9 @@
 """A run's report on disk: results.json, report.md, report.html, report.txt,
 junit.xml and plots/, all from one RunResults.
 
-The content is built once (lab.sections) and rendered by lab.render, so the
+The content is built once (lab.report.sections) and rendered by lab.report.document, so the
 Markdown and the HTML cannot disagree; report.txt is the cover letter's
-format (lab.letter), junit.xml comes from lab.junit.
+format (lab.report.letter), junit.xml comes from lab.report.junit.
 """
 
 from __future__ import annotations

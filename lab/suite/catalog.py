@@ -729,7 +729,7 @@ CASES: tuple[Case, ...] = (
     Case(23, "odirect-server-errors", "server errors on extending O_DIRECT writes",
          case_odirect_server_errors),
     # Beyond the feature: a seeded randomized exerciser checked against a model
-    # (lab/fsx.py); 3 seeds x 4 s of operations, plus start-up, within budget.
+    # (lab/suite/fsx.py); 3 seeds x 4 s of operations, plus start-up, within budget.
     Case(24, "fsx", "randomized concurrent operations checked against a model",
          case_fsx, budget_s=45.0, alone=True),
     Case(25, "aio-server-errors", "server errors on extending AIO writes to plain fds",

@@ -37,7 +37,7 @@ class CaseContext:
     guest: Guest
     features: tuple[str, ...]
     # The case's mount point is /mnt/<mount_name>: unique among cases that run
-    # together in one guest (lab.together), so none sees another's files.
+    # together in one guest (lab.suite.together), so none sees another's files.
     mount_name: str = "case"
 
     def mount(self, options: ServerOptions) -> FuseMount:
@@ -60,7 +60,7 @@ class Case:
     title: str
     run: Callable[[CaseContext], Observation]
     budget_s: float = CASE_BUDGET_S
-    # Runs with no other case beside it (lab.together): it loads the guest's
+    # Runs with no other case beside it (lab.suite.together): it loads the guest's
     # CPUs for a fixed time (fsx), or it is the user's script, whose needs we
     # do not know.
     alone: bool = False

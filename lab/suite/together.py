@@ -31,7 +31,7 @@ from lab.suite.spec import Case, Observation
 from lab.vm.ssh import Guest
 
 # The name of the check that carries a kernel failure seen only while cases
-# ran together (lab.runs).
+# ran together (lab.jobs.runs).
 CHECK_NAME = "together"
 
 

@@ -121,7 +121,7 @@ class Guest:
 
     def sibling(self, tag: str) -> Guest:
         """Another SSH connection to the same VM, with its own case budget and
-        console mark: for a case that runs beside others (lab.together).
+        console mark: for a case that runs beside others (lab.suite.together).
         The caller closes it."""
         other = Guest(self.machine, self.image, command_log=self.command_log, tag=tag)
         other.connect(30 * self.machine.scale)
