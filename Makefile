@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := linux-source-6.1 linux-source-6.12 make gcc flex bison bc libelf-dev libssl-dev dwarves \
 	patch rsync xz-utils perl git qemu-system-x86 qemu-utils mmdebstrap uidmap \
 	e2fsprogs genext2fs openssh-client python3-venv ca-certificates fio \
-	chromium fonts-dejavu-core
+	chromium fonts-dejavu-core libfuse-dev
 
 .PHONY: setup apt user venv ci-tools run test lint clean-results
 

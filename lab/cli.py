@@ -23,7 +23,7 @@ from lab.errors import ConfigError, LabError
 from lab.host import cache, proc
 from lab.jobs import bootsoak, calibrate, doctor, keys, runs, selftime, soak
 from lab.jobs.runs import compared_pair
-from lab.kernel import features, implied
+from lab.kernel import features, implied, kselftest, kunit
 from lab.mutate import job as mutate_job
 from lab.pipeline import VariantRequest
 from lab.report import compare, document, write
@@ -113,6 +113,16 @@ def _add_scripts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lanes", type=positive_int, metavar="N",
                    help="suite cases run N at a time in one guest (default 4 or lab.toml's "
                         "[tests] lanes; 1: one by one)")
+    p.add_argument("--kselftest", action="append", default=[], metavar="TARGET[,TARGET]",
+                   help="kselftest targets of the tree under test (tools/testing/selftests), "
+                        "built from each variant's source and run in its guest; judged "
+                        "against the base")
+    p.add_argument("--kunit", metavar="GLOB",
+                   help="KUnit suites matching GLOB, built into each variant and run at "
+                        "boot; judged against the base")
+    p.add_argument("--kunitconfig", type=Path, metavar="FILE",
+                   help="the config options --kunit needs, instead of finding them in the "
+                        "source (like kunit.py's .kunitconfig)")
 
 
 def _with_scripts(cfg: config.LabConfig, args: argparse.Namespace) -> config.LabConfig:
@@ -127,6 +137,19 @@ def _with_scripts(cfg: config.LabConfig, args: argparse.Namespace) -> config.Lab
     if args.lanes is not None:
         tests = replace(tests, lanes=args.lanes)
         tests.validate("--lanes")
+    targets = kselftest.split_targets([*tests.kselftests, *args.kselftest],
+                                      "--kselftest and [tests] kselftests")
+    tests = replace(tests, kselftests=targets)
+    if args.kunit is not None:
+        tests = replace(tests, kunit=args.kunit)
+    if tests.kunit:
+        kunit.check_glob(tests.kunit)
+    if args.kunitconfig is not None:
+        if not args.kunitconfig.is_file():
+            raise ConfigError(f"--kunitconfig {args.kunitconfig}: no such file")
+        tests = replace(tests, kunitconfig=str(args.kunitconfig.resolve()))
+    if tests.kunitconfig and not tests.kunit:
+        raise ConfigError("--kunitconfig configures --kunit GLOB; give the suites to run")
     return replace(cfg, tests=tests)
 
 
@@ -357,7 +380,7 @@ def cmd_report(args: argparse.Namespace, ui: Ui) -> int:
         if not path.is_file():
             raise ConfigError(f"{d}: no results.json")
         shards.append(RunResults.load(path))
-    merged = merge(shards)
+    merged = runs.judged(merge(shards))  # the base's runs may come from another shard
     args.out.mkdir(parents=True, exist_ok=True)
 
     paths = write.write_report(merged, args.out, *compared_pair(merged))

@@ -104,12 +104,20 @@ class TestsConfig:
     # With --repeat: a case failing at least this fraction of its runs fails;
     # below it the case is flaky (lab.verdict.FlakePolicy).
     flake_threshold: Annotated[StrictFloat, Field(gt=0.0, le=1.0)] = 0.5
+    # The tree's own tests (lab/kernel/kselftest.py, lab/kernel/kunit.py): kselftest
+    # targets, built from each variant's source and run in its guest, and a
+    # glob of KUnit suites, built in and run as the kernel boots.
+    kselftests: tuple[StrictStr, ...] = ()
+    kunit: StrictStr = ""
+    kunitconfig: StrictStr = ""  # a fragment instead of the options found from the glob
 
     def validate(self, where: str) -> None:
         _check(type(self), self, where)
         for script in self.scripts:
             if not Path(script).is_file():
                 raise ConfigError(f"{where} scripts: {script} does not exist")
+        if self.kunitconfig and not Path(self.kunitconfig).is_file():
+            raise ConfigError(f"{where} kunitconfig: {self.kunitconfig} does not exist")
 
 
 @dataclass(frozen=True)
@@ -250,7 +258,9 @@ def load(path: Path | None) -> LabConfig:
         changes["bench"] = bench
     if "tests" in present:
         tests = replace(parsed.tests, scripts=tuple(
-            str((base / s).resolve()) for s in parsed.tests.scripts))
+            str((base / s).resolve()) for s in parsed.tests.scripts),
+            kunitconfig=str((base / parsed.tests.kunitconfig).resolve())
+            if parsed.tests.kunitconfig else "")
         tests.validate(f"{path}: [tests]")
         changes["tests"] = tests
     return replace(cfg, **changes)

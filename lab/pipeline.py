@@ -23,7 +23,7 @@ from lab.config import LabConfig
 from lab.errors import QemuCrashed
 from lab.guest import workloads
 from lab.host import cache
-from lab.kernel import build, variants
+from lab.kernel import build, kselftest, kunit, variants
 from lab.kernel.build import KernelBuild, Variant
 from lab.kernel.series import Series, load_series
 from lab.ui import Ui
@@ -63,8 +63,23 @@ def resolve_variants(cfg: LabConfig, req: VariantRequest, log_dir: Path) -> list
         cfg, names=req.names, log_dir=log_dir, debug=req.debug, patches=req.patches,
         expect=req.expect, kernel_tree=req.kernel_tree, base=req.base, head=req.head,
         strict=req.strict)
-    return [dataclasses.replace(v, base_config=base_config, fragments=(*v.fragments, *extra))
+    return [dataclasses.replace(v, base_config=base_config,
+                                fragments=(*v.fragments, *extra, *_tests_fragments(cfg, v)))
             for v in vs]
+
+
+def _tests_fragments(cfg: LabConfig, v: Variant) -> list[Path]:
+    """What the tree's own tests need from the variant's kernel (checked now,
+    against its source, before any build)."""
+    tree, found = v.source.path, []
+    if cfg.tests.kselftests:
+        kselftest.check_targets(tree, cfg.tests.kselftests, "--kselftest")
+        frag = kselftest.fragment(tree, cfg.tests.kselftests, v.fragments, cfg.cache_root)
+        found += [frag] if frag else []
+    if cfg.tests.kunit:
+        config_file = Path(cfg.tests.kunitconfig) if cfg.tests.kunitconfig else None
+        found.append(kunit.fragment(tree, cfg.tests.kunit, config_file, cfg.cache_root))
+    return found
 
 
 def build_variants(
@@ -114,6 +129,7 @@ def machine_spec(cfg: LabConfig, kernel: KernelBuild, img: Image, name: str = ""
         memory_mib=cfg.vm.memory_mib,
         debug_kernel=kernel.debug,
         machine_type=cfg.vm.machine,
+        cmdline_extra=kunit.cmdline(cfg.tests.kunit),
     )
 
 
@@ -164,6 +180,8 @@ class Prepared:
     image: Image
     accel: Accel
     inputs: dict
+    # The kselftest targets built from each variant's source, by variant name.
+    kselftests: dict[str, kselftest.KselftestBuild] = dataclasses.field(default_factory=dict)
 
 
 def prepare(cfg: LabConfig, req: VariantRequest, out: Path, ui: Ui) -> Prepared:
@@ -176,6 +194,7 @@ def prepare(cfg: LabConfig, req: VariantRequest, out: Path, ui: Ui) -> Prepared:
 def prepare_variants(cfg: LabConfig, vs: Sequence[Variant], out: Path, ui: Ui,
                      img: Image | None = None) -> Prepared:
     builds = build_variants(cfg, vs, out, ui)
+    tests = kselftests(cfg, vs, out, ui) if cfg.tests.kselftests else {}
     img = img or image(cfg, out, ui)
     accel = accelerator(cfg, builds[0].bzimage, out, ui)
     inputs = {
@@ -186,7 +205,22 @@ def prepare_variants(cfg: LabConfig, vs: Sequence[Variant], out: Path, ui: Ui,
         "vcpus": cfg.vm.vcpus,
         "memory_mib": cfg.vm.memory_mib,
     }
-    return Prepared({b.variant: b for b in builds}, img, accel, inputs)
+    if tests:
+        inputs["kselftest"] = {name: t.key for name, t in tests.items()}
+    return Prepared({b.variant: b for b in builds}, img, accel, inputs, tests)
+
+
+def kselftests(cfg: LabConfig, vs: Sequence[Variant], log_dir: Path, ui: Ui
+               ) -> dict[str, kselftest.KselftestBuild]:
+    found = {}
+    targets = cfg.tests.kselftests
+    for v in vs:
+        with ui.step(f"kselftest {','.join(targets)} for {v.build_name}", phase="build") as step:
+            found[v.name] = kselftest.build(v, targets, cfg.cache_root, log_dir)
+            done = found[v.name]
+            step.done("cached" if done.cached else f"built in {done.seconds:.0f}s",
+                      detail=str(done.path))
+    return found
 
 
 @contextlib.contextmanager

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -130,6 +131,21 @@ class BenchSample:
         return _build(cls, data, "sample")
 
 
+class CheckKind(StrEnum):
+    """Where a check comes from, which decides how it is judged: the lab's own
+    cases against what the variant claims; the tree's and the user's tests
+    (scripts, kselftest, KUnit) against the base of an A/B (lab.suite.ab)."""
+
+    CASE = "case"
+    SCRIPT = "script"
+    KSELFTEST = "kselftest"
+    KUNIT = "kunit"
+
+    @property
+    def judged_against_base(self) -> bool:
+        return self is not CheckKind.CASE
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """One functional check on one variant, with the evidence for its verdict."""
@@ -145,6 +161,7 @@ class CheckResult:
     # The flake policy's verdict over the runs: "pass", "fail" or "flaky"
     # (a failed check that some runs passed); lab.verdict.RunsVerdict's values.
     verdict: str = ""
+    kind: CheckKind = CheckKind.CASE
 
     @property
     def runs_verdict(self) -> RunsVerdict:
@@ -164,7 +181,11 @@ class CheckResult:
         check = _build(cls, data, "check")
         if not isinstance(check.passed, bool):
             raise ConfigError(f"results: check {check.name!r}: passed is {check.passed!r}")
-        return check
+        try:
+            return replace(check, kind=CheckKind(check.kind))
+        except ValueError:
+            raise ConfigError(f"results: check {check.name!r}: unknown kind {check.kind!r}"
+                              ) from None
 
 
 @dataclass(frozen=True)

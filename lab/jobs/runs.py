@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from lab import pipeline
@@ -16,10 +16,11 @@ from lab.bench import sweep
 from lab.config import BenchConfig, LabConfig
 from lab.errors import KernelFailure
 from lab.jobs import reproduce
+from lab.kernel.kselftest import KselftestBuild
 from lab.report import analysis, write
 from lab.results import CheckResult, RunResults
 from lab.shard import Shard, select
-from lab.suite import catalog, checks, scripts, spec, together, verdict_cache
+from lab.suite import ab, catalog, checks, kselftest, kunit, scripts, spec, together, verdict_cache
 from lab.ui import Ui
 from lab.verdict import FlakePolicy
 from lab.vm.machine import Machine
@@ -65,8 +66,9 @@ def run_checks(
     for variant, case in items:
         by_variant.setdefault(variant, []).append(case)
     for variant, cases in by_variant.items():
+        tests = p.kselftests.get(variant)
         key = verdict_cache.key(cfg, p.builds[variant], p.image.key, p.accel.name, cases,
-                                repeat)
+                                repeat, tests.key if tests else "")
         cached = None if fresh else verdict_cache.load(cfg.cache_root, key)
         if cached is not None:
             origin = cached[0].details.get("cached_from", "?") if cached else "?"
@@ -183,12 +185,16 @@ def _incremental(out: Path, p: pipeline.Prepared) -> Callable[[CheckResult], Non
 
 
 def suite_items(cfg: LabConfig, names: Sequence[str], case_expr: str | None,
-                shard: Shard | None) -> list[tuple[str, spec.Case]]:
+                shard: Shard | None, kselftests: Mapping[str, KselftestBuild] | None = None
+                ) -> list[tuple[str, spec.Case]]:
     """Every (variant, case) to run: the suite's cases, then the user's scripts."""
     cases = catalog.select(case_expr)
     items = [(v, c) for v in names for c in cases]
-    # The user's own scripts (lab/suite/scripts.py): cases named script:<file>.
+    # The user's own scripts (lab/suite/scripts.py): cases named script:<file>;
+    # the tree's own tests: kselftest:<target>, kunit:<glob>.
     items += scripts.items(cfg.tests.scripts, names, cfg.tests.script_timeout_s)
+    items += kselftest.items(kselftests or {}, names, cfg.tests.script_timeout_s)
+    items += [(v, c) for v in names for c in kunit.cases(cfg.tests.kunit)]
     return select(items, shard, key=lambda it: f"test/{it[0]}/{it[1].name}")
 
 
@@ -197,10 +203,10 @@ def test_job(cfg: LabConfig, req: pipeline.VariantRequest, out: Path, ui: Ui, *,
              argv: Sequence[str], fresh: bool = False) -> RunResults:
     p = pipeline.prepare(cfg, req, out, ui)
     write_reproducer(out, argv, p)
-    items = suite_items(cfg, list(p.builds), case_expr, shard)
+    items = suite_items(cfg, list(p.builds), case_expr, shard, p.kselftests)
     found = run_checks(cfg, p, items, out, ui, repeat, on_result=_incremental(out, p),
                        fresh=fresh)
-    results = _results(out.name, p, checks=tuple(found))
+    results = judged(_results(out.name, p, checks=tuple(found)))
     with ui.phase("report"):
         write.write_report(results, out, *compared_pair(results))
     return _with_timings(results, out, ui)
@@ -239,7 +245,7 @@ def main_job(cfg: LabConfig, out: Path, ui: Ui, *, req: pipeline.VariantRequest,
     p = pipeline.prepare(cfg, req, out, ui)
     write_reproducer(out, argv, p)
     names = list(p.builds)
-    items = suite_items(cfg, names, case_expr, shard) if with_checks else []
+    items = suite_items(cfg, names, case_expr, shard, p.kselftests) if with_checks else []
     found = run_checks(cfg, p, items, out, ui, on_result=_incremental(out, p), fresh=fresh)
     points = bench_points(cfg.bench, names, shard)
     samples: list = []
@@ -249,8 +255,8 @@ def main_job(cfg: LabConfig, out: Path, ui: Ui, *, req: pipeline.VariantRequest,
     # The report explains ssf vs ssf-presized (lab.narrative.SSF_STARTS_EMPTY).
     results = _results(out.name, p, samples=tuple(samples), checks=tuple(found),
                        notes=sweep.notes(cfg.bench))
-    results = dataclasses.replace(
-        results, inputs={**results.inputs, "bench": dataclasses.asdict(cfg.bench)})
+    results = judged(dataclasses.replace(
+        results, inputs={**results.inputs, "bench": dataclasses.asdict(cfg.bench)}))
     base, new = compared_pair(results)
     with ui.phase("report"):
         paths = write.write_report(results, out, base=base, new=new)
@@ -265,6 +271,12 @@ def _with_timings(results: RunResults, out: Path, ui: Ui) -> RunResults:
     results.save(out / "results.json")
     ui.note(ui.phases.summary())
     return results
+
+
+def judged(results: RunResults) -> RunResults:
+    """The tree's and the user's tests judged against the compared base (lab.suite.ab)."""
+    base, new = compared_pair(results)
+    return dataclasses.replace(results, checks=tuple(ab.judge(results.checks, base, new)))
 
 
 def compared_pair(results: RunResults) -> tuple[str, str]:

@@ -197,6 +197,26 @@ def apply_patches(tree: Path, patches: Sequence[Path], log_path: Path, *,
     return PatchResult(tuple(applied), tuple(covers), tuple(touched))
 
 
+def source_lock(variant: Variant, cache_root: Path) -> contextlib.AbstractContextManager:
+    """The lock of the variant's source: one build (or patch) on it at a time."""
+    return cache.locked(cache_root / "locks" / f"src-{variant.source.build_group}.lock")
+
+
+@contextlib.contextmanager
+def patched_source(variant: Variant, commit: str, log_path: Path) -> Iterator[PatchResult]:
+    """The variant's source with its patches applied, for the length of the
+    block (under `source_lock`); restored after, and proven pristine before
+    anything else builds from it."""
+    tree = variant.source.path
+    patched = apply_patches(tree, variant.patches, log_path, commit=commit,
+                            strict=variant.strict)
+    try:
+        yield patched
+    finally:
+        gittree.restore(tree, commit, log_path=log_path)
+    gittree.ensure_pristine(tree, commit, log_path=log_path)
+
+
 def restore_tree(tree: Path, commit: str = "") -> None:
     """Put the tree back at its commit (also after a crash mid-build)."""
     gittree.ensure_pristine(tree, commit or source_commit(tree))
@@ -287,14 +307,12 @@ def build(
     start = time.monotonic()
     tree = variant.source.path
     commit = variant.source.commit or source_commit(tree)
-    with cache.locked(cache_root / "locks" / f"src-{variant.source.build_group}.lock"):
+    with source_lock(variant, cache_root):
         if meta_path.is_file():  # another lab process built it while we waited
             return _checked(variant, _from_meta(variant, art, cached=True))
         bdir = _build_dir(variant, cache_root)
-        patched = apply_patches(tree, variant.patches, log_path, commit=commit,
-                                strict=variant.strict)
         with contextlib.ExitStack() as stack:
-            stack.callback(gittree.restore, tree, commit, log_path=log_path)
+            patched = stack.enter_context(patched_source(variant, commit, log_path))
             _mark_stale(tree, bdir, list(patched.touched))
             work = stack.enter_context(_at_work_path(bdir))
             _configure(variant, tree, work, log_path)
@@ -314,9 +332,6 @@ def build(
             proc.run(argv, timeout=3 * 3600, log_path=log_path, env=env,
                      on_line=_BuildProgress(progress), error=BuildError,
                      what=f"building {variant.build_name}")
-        # The restore ran on the way out of the block: prove the source is
-        # pristine again before anything else builds from it.
-        gittree.ensure_pristine(tree, commit, log_path=log_path)
         release = (bdir / "include/config/kernel.release").read_text().strip()
         staging = art.with_name(art.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)

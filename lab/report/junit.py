@@ -13,7 +13,8 @@ import xml.etree.ElementTree as ET
 from lab.report.analysis import order
 from lab.report.cells import value_text
 from lab.report.document import ANSI
-from lab.results import RunResults
+from lab.results import CheckResult, RunResults
+from lab.suite import ab
 
 # XML 1.0 forbids most control characters; consoles are full of them.
 _XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -33,19 +34,9 @@ def render_junit(results: RunResults) -> str:
     total_time = 0.0
     for variant in variants:
         checks = [c for c in results.checks if c.variant == variant]
-        fails = sum(not c.passed for c in checks)
         time = sum(c.duration_s for c in checks)
-        suite = ET.SubElement(
-            root,
-            "testsuite",
-            name=_xml(variant),
-            tests=str(len(checks)),
-            failures=str(fails),
-            errors="0",
-            skipped="0",
-            time=f"{time:.3f}",
-            timestamp=_xml(results.created),
-        )
+        suite = ET.SubElement(root, "testsuite", name=_xml(variant), errors="0",
+                              time=f"{time:.3f}", timestamp=_xml(results.created))
         info = results.variants.get(variant, {})
         if info:
             props = ET.SubElement(suite, "properties")
@@ -72,7 +63,13 @@ def render_junit(results: RunResults) -> str:
                 )
             if c.console_excerpt:
                 ET.SubElement(case, "system-out").text = _xml(c.console_excerpt)
-        total += len(checks)
+            _subtests(suite, c)
+        cases = suite.findall("testcase")
+        fails = sum(t.find("failure") is not None for t in cases)
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(fails))
+        suite.set("skipped", str(sum(t.find("skipped") is not None for t in cases)))
+        total += len(cases)
         failed += fails
         total_time += time
     root.set("tests", str(total))
@@ -81,3 +78,31 @@ def render_junit(results: RunResults) -> str:
     root.set("time", f"{total_time:.3f}")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _subtests(suite: ET.Element, c: CheckResult) -> None:
+    """One testcase per KTAP/TAP sub-test of a script, kselftest or KUnit check;
+    judged A/B where the check was (lab.suite.ab): a regression fails, a failure
+    the base shares is shown as skipped with why."""
+    subtests = c.details.get("subtests") or []
+    if not subtests:
+        return
+    failed = set(ab.failed_subtests(c.details))
+    judged = c.details.get("ab") or {}
+    regressions = set(judged.get("regressions", ()))
+    for sub in subtests:
+        name = sub["name"]
+        case = ET.SubElement(suite, "testcase", classname=_xml(f"kernel-lab.{c.variant}.{c.name}"),
+                             name=_xml(name), time="0")
+        if name in failed:
+            if judged.get("role") == "base":
+                ET.SubElement(case, "skipped", message=_xml(
+                    "fails on the base of the comparison (the reference, not under test)"))
+            elif judged.get("role") == "head" and name not in regressions:
+                ET.SubElement(case, "skipped", message=_xml(
+                    f"fails on {judged.get('base')} too: not a regression"))
+            else:
+                ET.SubElement(case, "failure", type="SubtestFailed",
+                              message=_xml(f"{c.name}: {name} not ok"))
+        elif sub["directive"] == "SKIP":
+            ET.SubElement(case, "skipped", message="SKIP")

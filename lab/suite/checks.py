@@ -92,6 +92,7 @@ def judge(case: Case, variant: str, observations: Sequence[Observation],
         duration_s=duration_s,
         console_excerpt=excerpt,
         verdict=judged.value,
+        kind=case.kind,
     ), vm_usable=ok, verdict=judged)
 
 
@@ -118,6 +119,7 @@ def _kernel_failed(case: Case, guest: Guest, variant: str, failure: KernelFailur
                                     "evidence": evidence[-EVIDENCE_LIMIT:]}},
         duration_s=time.monotonic() - start,
         console_excerpt=evidence[-EVIDENCE_LIMIT:],
+        kind=case.kind,
     )
 
 
@@ -146,4 +148,4 @@ def boot_failure(case: Case, variant: str, failure: KernelFailure) -> CheckResul
                  "kernel_failure": {"kind": failure.kind, "reports": [], "summary": summary,
                                     "blocked_tasks": 0,
                                     "evidence": failure.excerpt[-EVIDENCE_LIMIT:]}},
-        console_excerpt=failure.excerpt[-EVIDENCE_LIMIT:])
+        console_excerpt=failure.excerpt[-EVIDENCE_LIMIT:], kind=case.kind)

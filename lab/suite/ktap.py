@@ -232,11 +232,19 @@ def _parse_block(lines: Sequence[tuple[int, str]], base: int) -> _Block:
     return block
 
 
+def _known(text: str) -> bool:
+    return bool(text.startswith("#") or text in ("---", "...") or _RESULT.match(text)
+                or _VERSION.match(text) or _PLAN.match(text) or _BAIL.match(text))
+
+
 def _tokens(text: str) -> list[tuple[int, str]]:
+    """(indentation, line) of the lines KTAP/TAP gives a meaning to. Unknown
+    lines go here, not later: one at a lower indentation (a kernel message
+    between KUnit's lines on a console) must not end a subtest's block."""
     out = []
     for raw in text.splitlines():
         line = raw.rstrip().expandtabs(8)
-        if line.strip():
+        if line.strip() and _known(line.strip()):
             out.append((len(line) - len(line.lstrip(" ")), line.strip()))
     return out
 

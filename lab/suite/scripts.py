@@ -28,7 +28,6 @@ import base64
 import contextlib
 import math
 import os
-import re
 import shlex
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,8 +36,11 @@ from pathlib import Path
 
 from lab.errors import ConfigError, GuestError
 from lab.guest.workloads import REMOTE, FuseMount, ServerOptions
+from lab.results import CheckKind
 from lab.suite import ktap
+from lab.suite.checks import blocked_stacks
 from lab.suite.spec import Case, CaseContext, Observation
+from lab.vm import console
 from lab.vm.ssh import Guest
 
 REMOTE_DIR = f"{REMOTE}/scripts"
@@ -52,7 +54,6 @@ FIRST_NUMBER = 101  # after the suite's own case numbers
 # The case's budget beyond the script's own limit (KVM-scale): copying it in,
 # mounting, collecting output and stacks, unmounting.
 SETUP_BUDGET_S = 30.0
-_BLOCKED_MARK = "Show Blocked State"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class Script:
     @property
     def check_name(self) -> str:
         return f"script:{self.name}"
+
+    @property
+    def identity(self) -> dict[str, str]:
+        return {"script": self.name, "path": str(self.path)}
 
 
 def resolve(paths: Iterable[str | os.PathLike[str]], where: str) -> tuple[Script, ...]:
@@ -117,28 +122,40 @@ def _q(text: str) -> str:
 def run_in_guest(guest: Guest, script: Script, env: Mapping[str, str], limit_s: float
                  ) -> ScriptRun:
     """Copy the script in, run it detached with `env`, wait up to `limit_s`."""
-    rdir = f"{RUN_DIR}/{script.name}"
     remote = f"{REMOTE_DIR}/{script.name}"
-    guest.run(f"rm -rf {_q(rdir)} && mkdir -p {_q(rdir)}/work {_q(REMOTE_DIR)}", check=True)
+    guest.run(f"mkdir -p {_q(REMOTE_DIR)}", check=True)
     guest.put(script.path, remote)
-    # The inner sh leads a new session, so the script and everything it
-    # starts can be killed as one group; it writes the status when done.
-    wrapper = ('echo $$ > "$1/pid"; "$0" > "$1/stdout" 2> "$1/stderr" < /dev/null; '
+    guest.run(f"chmod 755 {_q(remote)}", check=True)
+    return run_detached(guest, script.name, _q(remote), env, limit_s)
+
+
+def run_detached(guest: Guest, name: str, command: str, env: Mapping[str, str],
+                 limit_s: float) -> ScriptRun:
+    """Run the shell `command` in a fresh folder of the guest, detached from the
+    SSH session (in a session of its own), with `env`; wait up to `limit_s`,
+    then collect its status and output, killing whatever is left of it."""
+    rdir = f"{RUN_DIR}/{name}"
+    guest.run(f"rm -rf {_q(rdir)} && mkdir -p {_q(rdir)}/work", check=True)
+    # The inner sh leads a new session, so the command and everything it
+    # starts can be killed as one group; it writes the status when done. The
+    # outputs are opened for appending: a program that opens /dev/stdout
+    # again (kselftest's runner does) then adds to them instead of writing
+    # over what came before.
+    wrapper = ('echo $$ > "$1/pid"; sh -c "$0" >> "$1/stdout" 2>> "$1/stderr" < /dev/null; '
                'echo $? > "$1/status.tmp" && mv "$1/status.tmp" "$1/status"')
     assignments = " ".join(f"{k}={_q(v)}" for k, v in env.items())
     start = time.monotonic()
-    guest.run(f"chmod 755 {_q(remote)} && cd {_q(rdir)}/work && "
-              f"env {assignments} setsid sh -c {_q(wrapper)} "
-              f"{_q(remote)} {_q(rdir)} > /dev/null 2>&1 < /dev/null &", check=True)
+    guest.run(f"cd {_q(rdir)}/work && env {assignments} setsid sh -c {_q(wrapper)} "
+              f"{_q(command)} {_q(rdir)} > /dev/null 2>&1 < /dev/null &", check=True)
     wait = (f"end=$(( $(date +%s) + {math.ceil(limit_s)} )); "
             f"while [ ! -e {_q(rdir)}/status ]; do "
             "[ $(date +%s) -ge $end ] && exit 3; sleep 0.2; done")
     waited = guest.run(wait, timeout=limit_s + 60, scale=False)
     duration = time.monotonic() - start
-    blocked = blocked_tasks(guest) if waited.exit_status == 3 else ""
-    # Whatever is left of the script's session (all of it, after a timeout)
-    # goes; then the status and both outputs in one round trip (base64: the
-    # output may be anything).
+    blocked = "\n\n".join(blocked_stacks(guest)) if waited.exit_status == 3 else ""
+    # Whatever is left of the session (all of it, after a timeout) goes; then
+    # the status and both outputs in one round trip (base64: the output may
+    # be anything).
     after = guest.run(
         f"cd {_q(rdir)} && {{ kill -KILL -- -$(cat pid) 2>/dev/null; "
         "cat status 2>/dev/null || echo none; stat -c %s stdout; "
@@ -154,22 +171,6 @@ def _decode(b64: str) -> str:
     return base64.b64decode(b64.strip()).decode(errors="replace")
 
 
-def blocked_tasks(guest: Guest) -> str:
-    """The kernel's list of tasks in D state with their stacks (sysrq w)."""
-    res = guest.run("echo w > /proc/sysrq-trigger; sleep 1; dmesg", timeout=30)
-    text = res.stdout
-    cut = text.rfind(_BLOCKED_MARK)
-    if cut < 0:
-        return ""
-    start = text.rfind("\n", 0, cut) + 1
-    return text[start:].rstrip()
-
-
-def blocked_names(report: str) -> list[str]:
-    """Task names in a sysrq-w report (`task:NAME state:D ...`)."""
-    return list(dict.fromkeys(re.findall(r"task:(\S+)\s+state:D", report)))
-
-
 # --- judging -------------------------------------------------------------------------
 
 
@@ -177,13 +178,15 @@ def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def judge(script: Script, run: ScriptRun) -> Observation:
-    """Pass/fail by exit status and the KTAP/TAP results, as an Observation."""
+def judge(identity: Mapping[str, str], run: ScriptRun) -> Observation:
+    """Pass/fail by exit status and the KTAP/TAP results, as an Observation;
+    `identity` (what ran: the script's name and path, a kselftest target)
+    leads its details."""
     report = ktap.parse(run.stdout)
     expected = f"exit 0 within {run.limit_s:.0f}s" + ("; every KTAP/TAP test ok"
                                                        if report.parsed else "")
     if run.timed_out:
-        names = blocked_names(run.blocked_tasks)
+        names = console.blocked_task_names(run.blocked_tasks)
         head = f"timed out after {run.limit_s:.0f}s" + (
             f"; blocked in the kernel: {', '.join(names[:5])}" if names
             else "; no task blocked in the kernel")
@@ -202,8 +205,7 @@ def judge(script: Script, run: ScriptRun) -> Observation:
         observed += f"; stderr: {run.stderr.strip().splitlines()[-1][:200]}"
     passed = run.exit_status == 0 and (not report.parsed or report.ok)
     details = {
-        "script": script.name,
-        "path": str(script.path),
+        **identity,
         "exit_status": run.exit_status,
         "timed_out": run.timed_out,
         "limit_s": round(run.limit_s, 1),
@@ -242,7 +244,7 @@ def observe(ctx: CaseContext, script: Script, variant: str, timeout_s: float) ->
     if cleanup:
         run = ScriptRun(run.exit_status, run.stdout, run.stderr, run.duration_s, run.limit_s,
                         run.blocked_tasks, run.stdout_truncated, cleanup)
-    return judge(script, run)
+    return judge(script.identity, run)
 
 
 def _unmount(mount: FuseMount) -> str:
@@ -267,7 +269,7 @@ def cases(scripts: Sequence[Script], variant: str, timeout_s: float) -> list[Cas
     return [
         Case(FIRST_NUMBER + i, s.check_name, f"user script {s.path}",
              lambda ctx, s=s: observe(ctx, s, variant, timeout_s),
-             budget_s=timeout_s + SETUP_BUDGET_S, alone=True)
+             budget_s=timeout_s + SETUP_BUDGET_S, alone=True, kind=CheckKind.SCRIPT)
         for i, s in enumerate(scripts)
     ]
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from lab.guest.workloads import FuseMount, ServerOptions
 from lab.kernel import features
+from lab.results import CheckKind
 from lab.vm.ssh import Guest
 
 FEATURE = features.PARALLEL_DIRECT_WRITES
@@ -64,3 +65,5 @@ class Case:
     # CPUs for a fixed time (fsx), or it is the user's script, whose needs we
     # do not know.
     alone: bool = False
+    # The lab's own case, or the tree's / the user's test (judged A/B: lab.suite.ab).
+    kind: CheckKind = CheckKind.CASE

@@ -37,7 +37,8 @@ def code_digest(root: Path | None = None) -> str:
 
 
 def key(cfg: LabConfig, build: KernelBuild, image_key: str, accel: str,
-        cases: Sequence[Case], repeat: int) -> str:
+        cases: Sequence[Case], repeat: int, tests_key: str = "") -> str:
+    """`tests_key`: the tree's own tests built for this variant (kselftest)."""
     scripts = [Path(s).read_bytes() for s in cfg.tests.scripts if Path(s).is_file()]
     return cache.digest([
         # The claims decide what each case expects; they are not in the build key.
@@ -45,7 +46,7 @@ def key(cfg: LabConfig, build: KernelBuild, image_key: str, accel: str,
         workloads.sources_key(image_key), accel, code_digest(),
         json.dumps(dataclasses.asdict(cfg.vm), default=str), *scripts,
         json.dumps([c.name for c in cases]), str(repeat), str(cfg.tests.script_timeout_s),
-        str(cfg.tests.lanes),
+        str(cfg.tests.lanes), tests_key,
     ])
 
 

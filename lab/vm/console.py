@@ -144,6 +144,11 @@ def blocked_tasks(text: str) -> list[str]:
     return out
 
 
+def blocked_task_names(report: str) -> list[str]:
+    """Task names in a sysrq-w report (`task:NAME state:D ...`), first seen first."""
+    return list(dict.fromkeys(re.findall(r"task:(\S+)\s+state:D", report)))
+
+
 def is_ready(text: str) -> bool:
     return READY_MARKER in text
 

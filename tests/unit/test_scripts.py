@@ -11,6 +11,7 @@ import pytest
 from lab import config
 from lab.errors import ConfigError
 from lab.suite import scripts
+from lab.vm import console
 
 REPO = Path(__file__).resolve().parents[2]
 KTAP_OK = "KTAP version 1\n1..2\nok 1 write\nok 2 verify # SKIP no data\n"
@@ -45,7 +46,7 @@ def test_resolve_names_the_option_and_the_file(tmp_path):
 
 def test_a_passing_ktap_script(tmp_path):
     s = scripts.Script(tmp_path / "io.sh")
-    obs = scripts.judge(s, run(0, KTAP_OK))
+    obs = scripts.judge(s.identity, run(0, KTAP_OK))
     assert obs.passed
     assert obs.observed == "KTAP 1: 1 ok, 1 skipped; exit 0"
     assert obs.expected == "exit 0 within 40s; every KTAP/TAP test ok"
@@ -60,23 +61,23 @@ def test_a_passing_ktap_script(tmp_path):
 def test_exit_status_and_ktap_must_both_say_pass(tmp_path):
     s = scripts.Script(tmp_path / "io.sh")
     failing_ktap = KTAP_OK.replace("ok 1 write", "not ok 1 write")
-    assert not scripts.judge(s, run(0, failing_ktap)).passed
-    assert not scripts.judge(s, run(0, KTAP_OK.replace("1..2", "1..3"))).passed
-    obs = scripts.judge(s, run(1, KTAP_OK, "verify: mismatch at 4096\n"))
+    assert not scripts.judge(s.identity, run(0, failing_ktap)).passed
+    assert not scripts.judge(s.identity, run(0, KTAP_OK.replace("1..2", "1..3"))).passed
+    obs = scripts.judge(s.identity, run(1, KTAP_OK, "verify: mismatch at 4096\n"))
     assert not obs.passed  # every KTAP test ok, but the exit status says no
     assert obs.observed == ("exit 1; KTAP 1: 1 ok, 1 skipped; "
                             "stderr: verify: mismatch at 4096")
-    obs = scripts.judge(s, run(1, failing_ktap))
+    obs = scripts.judge(s.identity, run(1, failing_ktap))
     assert obs.observed == "KTAP 1: 0 ok, 1 skipped, 1 not ok (write); exit 1"
 
 
 def test_output_that_is_not_ktap_leaves_the_verdict_to_the_exit_status(tmp_path):
     s = scripts.Script(tmp_path / "plain.sh")
-    good = scripts.judge(s, run(0, "copied 4 files\nall fine\n"))
+    good = scripts.judge(s.identity, run(0, "copied 4 files\nall fine\n"))
     assert good.passed and "not parsed" in good.observed
     assert good.details["parsed"] is False and good.details["subtests"] == []
     assert good.expected == "exit 0 within 40s"
-    bad = scripts.judge(s, run(3, "copied 4 files\n"))
+    bad = scripts.judge(s.identity, run(3, "copied 4 files\n"))
     assert not bad.passed and bad.observed.startswith("exit 3; output not parsed")
 
 
@@ -84,20 +85,20 @@ def test_a_timeout_fails_with_the_blocked_tasks(tmp_path):
     report = ("[   52.1] sysrq: Show Blocked State\n"
               "[   52.1] task:dd              state:D stack:0     pid:301   ppid:290\n"
               "[   52.1] Call Trace:\n[   52.1]  <TASK>\n[   52.1]  fuse_simple_request+0x1\n")
-    obs = scripts.judge(scripts.Script(tmp_path / "hang.sh"),
+    obs = scripts.judge(scripts.Script(tmp_path / "hang.sh").identity,
                         run(None, "KTAP version 1\n1..2\nok 1 a\n", blocked_tasks=report))
     assert not obs.passed
     assert obs.observed.startswith("timed out after 40s; blocked in the kernel: dd;")
     assert obs.details["blocked_tasks"] == report and obs.details["timed_out"]
     assert obs.details["subtests"] == [{"name": "a", "ok": True, "directive": ""}]
-    idle = scripts.judge(scripts.Script(tmp_path / "sleep.sh"), run(None))
+    idle = scripts.judge(scripts.Script(tmp_path / "sleep.sh").identity, run(None))
     assert "no task blocked in the kernel" in idle.observed
 
 
 def test_blocked_names():
     text = ("task:kworker/0:1  state:D stack:0\ntask:dd state:D stack:0\n"
             "task:dd state:D stack:0\n")
-    assert scripts.blocked_names(text) == ["kworker/0:1", "dd"]
+    assert console.blocked_task_names(text) == ["kworker/0:1", "dd"]
 
 
 def test_cases_are_named_after_the_file_and_keep_their_variant(tmp_path):

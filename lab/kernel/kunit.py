@@ -1,0 +1,142 @@
+"""KUnit suites from the tree under test (`lab test --kunit GLOB`).
+
+KUnit suites built into a kernel run as it boots and print KTAP on the
+console (lab.suite.kunit reads it). What a glob needs from the kernel is
+found in the source, the way a developer would: the files that define a
+suite whose name matches, then the Makefile lines that build them, up to the
+options that switch them on (`obj-$(CONFIG_LIST_KUNIT_TEST) += list-test.o`;
+a test linked into a module, `ext4-inode-test-objs += inode-test.o`, needs the
+module's option too), and what those plainly depend on in Kconfig
+(lab.kernel.kconfig). Those options, `=y` (the guest boots without modules),
+plus CONFIG_KUNIT, are one more config fragment, verified like the lab's
+own. `--kunitconfig FILE` gives the options instead, like kunit.py's
+`.kunitconfig`. On the command line, `kunit.filter_glob` runs only the
+matching suites.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+
+from lab.errors import ConfigError
+from lab.host import cache
+from lab.kernel import gittree, kconfig
+from lab.kernel.build import parse_config
+
+_DEFINES = r"kunit_test_(init_section_)?suites?\("
+_SUITE_NAME = re.compile(r"struct\s+kunit_suite\s+\w+\s*=\s*\{[^;]*?\.name\s*=\s*\"([^\"]+)\"",
+                         re.S)
+_ASSIGN = re.compile(r"^([A-Za-z0-9_.-]+)-(\$\(CONFIG_([A-Za-z0-9_]+)\)|y|objs)\s*[:+]?=(.*)$")
+MAX_HOPS = 8
+
+
+def suites(tree: Path) -> dict[str, str]:
+    """Every KUnit suite the source defines: name -> the file (relative path)."""
+    out = gittree.query(tree, "grep", "-l", "-E", _DEFINES, "--", "*.c", timeout=300)
+    found: dict[str, str] = {}
+    for rel in out.stdout.split():
+        text = (tree / rel).read_text(errors="replace")
+        for name in _SUITE_NAME.findall(text):
+            found.setdefault(name, rel)
+    return found
+
+
+def matching(tree: Path, glob: str) -> dict[str, str]:
+    """The suites whose name matches the glob's suite part (`suite.test`)."""
+    suite_glob = glob.split(".", 1)[0]
+    every = suites(tree)
+    chosen = {n: f for n, f in every.items() if fnmatch.fnmatchcase(n, suite_glob)}
+    if not chosen:
+        near = sorted(every)[:20]
+        raise ConfigError(f"--kunit {glob}: no KUnit suite in the source matches "
+                          f"{suite_glob!r} ({len(every)} suites, e.g. {', '.join(near)})")
+    return chosen
+
+
+def _makefile_lines(folder: Path) -> list[str]:
+    """The folder's Makefile/Kbuild, continuation lines joined."""
+    lines: list[str] = []
+    for name in ("Kbuild", "Makefile"):
+        path = folder / name
+        if path.is_file():
+            text = path.read_text(errors="replace").replace("\\\n", " ")
+            lines += [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return lines
+
+
+def _includer(tree: Path, rel: str) -> str | None:
+    """The .c file of the same folder that #includes `rel` (tests compiled as
+    part of the code they test, e.g. lib/kunit/executor_test.c)."""
+    path = tree / rel
+    include = f'#include "{path.name}"'
+    for other in sorted(path.parent.glob("*.c")):
+        if other != path and include in other.read_text(errors="replace"):
+            return str(other.relative_to(tree))
+    return None
+
+
+def options_building(tree: Path, rel: str) -> list[str]:
+    """The config options that must be on for `rel` (a .c file) to be built in."""
+    options = _options_of_object(tree, rel)
+    if not options and (host := _includer(tree, rel)):
+        options = _options_of_object(tree, host)
+    if not options:
+        raise ConfigError(f"--kunit: cannot tell which config option builds {rel} from its "
+                          "Makefile; give the options with --kunitconfig FILE")
+    return options
+
+
+def _options_of_object(tree: Path, rel: str) -> list[str]:
+    folder = (tree / rel).parent
+    wanted = Path(rel).stem + ".o"
+    options: list[str] = []
+    for _ in range(MAX_HOPS):
+        hit = None
+        for line in _makefile_lines(folder):
+            m = _ASSIGN.match(line)
+            if m and wanted in m.group(4).split():
+                hit = m
+                break
+        if hit is None:
+            break
+        lhs, option = hit.group(1), hit.group(3)
+        if option:
+            options.append(option)
+        if lhs != "obj":
+            wanted = f"{lhs}.o"  # a part of a composite object: find what builds it
+            continue
+        if folder == tree:
+            break
+        # Built whenever its folder is: what builds the folder?
+        wanted, folder = f"{folder.name}/", folder.parent
+    return list(dict.fromkeys(reversed(options)))
+
+
+def fragment(tree: Path, glob: str | None, kunitconfig: Path | None, cache_root: Path) -> Path:
+    """The config fragment that builds the glob's suites in (or the user's
+    --kunitconfig), with KUnit itself on; content-addressed in the cache."""
+    wanted = {"CONFIG_KUNIT": "y"}
+    if kunitconfig is not None:
+        wanted.update(parse_config(kunitconfig.read_text()))
+    else:
+        for rel in dict.fromkeys(matching(tree, glob or "*").values()):
+            for option in options_building(tree, rel):
+                wanted.update({f"CONFIG_{o}": "y"
+                               for o in (option, *kconfig.needs(tree, option))})
+    text = "".join(f"{k}={'y' if v == 'm' else v}\n" for k, v in sorted(wanted.items()))
+    path = cache_root / "fragments" / f"kunit-{cache.digest([text])[:16]}.config"
+    if not path.is_file():
+        cache.write_atomic(path, text)
+    return path
+
+
+def cmdline(glob: str | None) -> tuple[str, ...]:
+    return (f"kunit.filter_glob={glob}",) if glob else ()
+
+
+def check_glob(glob: str) -> str:
+    if not glob or any(c.isspace() for c in glob) or "\"" in glob:
+        raise ConfigError(f"--kunit {glob!r}: a suite glob, e.g. 'list*' or 'ext4_inode_test'")
+    return glob

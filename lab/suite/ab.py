@@ -1,0 +1,125 @@
+"""The tree's and the user's own tests judged as an A/B, not as absolute truth.
+
+A kselftest, a KUnit suite or a user's script may fail on any kernel for
+reasons that have nothing to do with the patch (a test that needs hardware,
+a known bug of that kernel). When the same check ran on the base of the
+comparison, the head is judged against it, sub-test by sub-test:
+
+- a sub-test that fails on the head and passed (or did not exist) on the base
+  is a regression and fails the head;
+- one that fails on both is pre-existing: shown, counted, not a failure;
+- a check that failed as a whole (exit status, time limit, a kernel report,
+  unparsable output) with no failing sub-test to blame is a regression
+  unless the base's run of it failed too;
+- the base's own runs are the reference: their failures are shown, never
+  the verdict's.
+
+With one variant, or a check the base did not run, the check's own verdict
+stands. The lab's own cases are never judged this way: each checks what its
+variant claims.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lab.results import CheckResult
+from lab.verdict import RunsVerdict
+
+FAILING_DIRECTIVES = ("TIMEOUT", "ERROR")
+HARMLESS_DIRECTIVES = ("SKIP", "TODO", "XFAIL")
+SHOWN = 5
+
+
+def failed_subtests(details: Mapping[str, Any]) -> list[str]:
+    """The names of the sub-tests that failed (lab.suite.ktap's flattened results)."""
+    return [s["name"] for s in details.get("subtests", ())
+            if s["directive"] in FAILING_DIRECTIVES
+            or (not s["ok"] and s["directive"] not in HARMLESS_DIRECTIVES)]
+
+
+def skipped_subtests(details: Mapping[str, Any]) -> int:
+    return sum(s["directive"] == "SKIP" for s in details.get("subtests", ()))
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names[:SHOWN]) + (f", ... ({len(names)} in all)" if len(names) > SHOWN
+                                       else "")
+
+
+def _raw(check: CheckResult) -> CheckResult:
+    """The check as it ran, before any A/B judgement (judging is idempotent:
+    merged shards are judged again once the base's runs have joined them)."""
+    ab = check.details.get("ab")
+    if not isinstance(ab, dict) or "own" not in ab:
+        return check
+    own = ab["own"]
+    details = {k: v for k, v in check.details.items() if k != "ab"}
+    return dataclasses.replace(check, passed=own["passed"], observed=own["observed"],
+                               verdict=own["verdict"], details=details)
+
+
+def _judged(check: CheckResult, ab: dict[str, Any], **changes: Any) -> CheckResult:
+    own = {"passed": check.passed, "observed": check.observed, "verdict": check.verdict}
+    return dataclasses.replace(check, details={**check.details, "ab": {**ab, "own": own}},
+                               **changes)
+
+
+def _as_reference(check: CheckResult, new: str) -> CheckResult:
+    failed = failed_subtests(check.details)
+    ab = {"role": "base", "failures": failed}
+    if check.passed:
+        return _judged(check, ab)
+    observed = (f"reference for {new}: {check.observed}" +
+                (f"; failing here: {_names(failed)}" if failed else ""))
+    return _judged(check, ab, passed=True, verdict=RunsVerdict.PASS.value, observed=observed)
+
+
+def _against(check: CheckResult, base: CheckResult) -> CheckResult:
+    mine, theirs = failed_subtests(check.details), set(failed_subtests(base.details))
+    new_failures = [n for n in mine if n not in theirs]
+    pre_existing = [n for n in mine if n in theirs]
+    as_a_whole = not check.passed and not mine  # failed with no sub-test to blame
+    whole_regressed = as_a_whole and base.passed
+    regressed = bool(new_failures) or whole_regressed
+    skips = (skipped_subtests(check.details), skipped_subtests(base.details))
+    ab = {"role": "head", "base": base.variant,
+          "regressions": new_failures, "pre_existing": pre_existing,
+          "failed_as_a_whole_on_base_too": as_a_whole and not base.passed,
+          "skipped": {"here": skips[0], "base": skips[1]}}
+    if check.passed:
+        return _judged(check, ab)
+    parts = []
+    if new_failures:
+        parts.append(f"regressed against {base.variant}: {_names(new_failures)}")
+    elif whole_regressed:
+        parts.append(f"regressed against {base.variant} (which passed)")
+    if pre_existing:
+        parts.append(f"failing on {base.variant} too: {_names(pre_existing)}")
+    if as_a_whole and not base.passed:
+        parts.append(f"{base.variant} failed it too")
+    observed = "; ".join(parts) + f" [{check.observed}]"
+    if regressed:
+        return _judged(check, ab, observed=observed)
+    return _judged(check, ab, passed=True, verdict=RunsVerdict.PASS.value,
+                   observed=f"no regression: {observed}")
+
+
+def judge(checks: Sequence[CheckResult], base: str, new: str) -> list[CheckResult]:
+    """The checks, with the tree's and user's tests judged against `base`."""
+    checks = [_raw(c) for c in checks]
+    on_base = {c.name: c for c in checks if c.variant == base}
+    ran_elsewhere = {c.name for c in checks if c.variant != base}
+    judged = []
+    for check in checks:
+        if not check.kind.judged_against_base:
+            judged.append(check)
+        elif check.variant == base:
+            judged.append(_as_reference(check, new) if check.name in ran_elsewhere else check)
+        elif check.name in on_base:
+            judged.append(_against(check, on_base[check.name]))
+        else:
+            judged.append(check)
+    return judged

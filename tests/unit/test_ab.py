@@ -1,0 +1,113 @@
+"""The tree's and the user's tests judged as an A/B (lab.suite.ab)."""
+
+from lab.results import CheckKind, CheckResult
+from lab.suite import ab
+
+
+def sub(name, ok=True, directive=""):
+    return {"name": name, "ok": ok, "directive": directive}
+
+
+def check(variant, passed, subtests=(), kind=CheckKind.KSELFTEST, name="kselftest:memfd",
+          observed="TAP 13: ..."):
+    return CheckResult(name=name, variant=variant, passed=passed, expected="all ok",
+                       observed=observed, details={"subtests": list(subtests)},
+                       verdict="pass" if passed else "fail", kind=kind)
+
+
+def by_variant(checks):
+    return {c.variant: c for c in checks}
+
+
+def test_a_sub_test_failing_on_both_sides_is_pre_existing_not_a_regression():
+    base = check("baseline", False, [sub("a"), sub("b", ok=False)])
+    head = check("patched", False, [sub("a"), sub("b", ok=False)])
+    got = by_variant(ab.judge([base, head], "baseline", "patched"))
+    assert got["patched"].passed and got["baseline"].passed
+    assert got["patched"].details["ab"]["pre_existing"] == ["b"]
+    assert got["patched"].details["ab"]["regressions"] == []
+    assert "failing on baseline too: b" in got["patched"].observed
+    assert got["baseline"].details["ab"]["failures"] == ["b"]
+
+
+def test_a_sub_test_passing_on_the_base_and_failing_on_the_head_fails_the_head():
+    base = check("baseline", True, [sub("a"), sub("b")])
+    head = check("patched", False, [sub("a"), sub("b", ok=False)])
+    got = by_variant(ab.judge([base, head], "baseline", "patched"))
+    assert not got["patched"].passed
+    assert got["patched"].details["ab"]["regressions"] == ["b"]
+    assert "regressed against baseline: b" in got["patched"].observed
+
+
+def test_a_new_failing_sub_test_beside_a_pre_existing_one_is_a_regression():
+    base = check("baseline", False, [sub("a", ok=False)])
+    head = check("patched", False, [sub("a", ok=False), sub("new", ok=False)])
+    got = by_variant(ab.judge([base, head], "baseline", "patched"))
+    assert not got["patched"].passed
+    assert got["patched"].details["ab"]["regressions"] == ["new"]
+
+
+def test_failing_as_a_whole_counts_against_a_base_that_passed():
+    base = check("baseline", True, [sub("a")])
+    head = check("patched", False, [], observed="timed out after 300s")
+    assert not by_variant(ab.judge([base, head], "baseline", "patched"))["patched"].passed
+    base_too = check("baseline", False, [], observed="exit 1")
+    assert by_variant(ab.judge([base_too, head], "baseline", "patched"))["patched"].passed
+
+
+def test_skips_are_counted_and_are_not_failures():
+    base = check("baseline", True, [sub("a", ok=True, directive="SKIP")])
+    head = check("patched", True, [sub("a", ok=False, directive="SKIP"), sub("b")])
+    got = by_variant(ab.judge([base, head], "baseline", "patched"))["patched"]
+    assert got.passed and got.details["ab"]["skipped"] == {"here": 1, "base": 1}
+
+
+def test_the_labs_own_cases_and_lone_variants_keep_their_own_verdict():
+    case_b = check("baseline", False, kind=CheckKind.CASE, name="flag-off")
+    case_p = check("patched", False, kind=CheckKind.CASE, name="flag-off")
+    assert [c.passed for c in ab.judge([case_b, case_p], "baseline", "patched")] == [False, False]
+    alone = check("patched", False, [sub("b", ok=False)])
+    assert not ab.judge([alone], "baseline", "patched")[0].passed
+    only_base = check("baseline", False, [sub("b", ok=False)])
+    assert not ab.judge([only_base], "baseline", "patched")[0].passed
+
+
+def test_judging_again_gives_the_same_answer_as_judging_once():
+    # `lab report --merge` judges again once the base's shard has joined.
+    base = check("baseline", True, [sub("a"), sub("b")])
+    head = check("patched", False, [sub("b", ok=False)])
+    once = ab.judge([base, head], "baseline", "patched")
+    assert ab.judge(once, "baseline", "patched") == once
+    # A head judged alone in its shard is judged against the base after the merge.
+    alone = ab.judge([check("patched", False, [sub("b", ok=False)])], "baseline", "patched")
+    merged = ab.judge([base, *alone], "baseline", "patched")
+    assert by_variant(merged)["patched"].details["ab"]["regressions"] == ["b"]
+
+
+def test_a_kind_round_trips_through_results_json():
+    c = check("patched", True, kind=CheckKind.KUNIT)
+    again = CheckResult.from_dict(c.to_dict())
+    assert again.kind is CheckKind.KUNIT and again == c
+    old = {k: v for k, v in c.to_dict().items() if k != "kind"}
+    assert CheckResult.from_dict(old).kind is CheckKind.CASE
+
+
+def test_junit_has_a_testcase_per_sub_test_judged_like_the_check():
+    import xml.etree.ElementTree as ET
+
+    from lab.report.junit import render_junit
+    from lab.results import RunResults
+
+    base = check("baseline", False, [sub("a"), sub("b", ok=False), sub("c", directive="SKIP")])
+    head = check("patched", False, [sub("a", ok=False), sub("b", ok=False),
+                                    sub("c", directive="SKIP")])
+    results = RunResults("r", "now", variants={"baseline": {}, "patched": {}},
+                         checks=tuple(ab.judge([base, head], "baseline", "patched")))
+    root = ET.fromstring(render_junit(results))
+    cases = {(s.get("name"), c.get("name")): c for s in root for c in s.findall("testcase")}
+    assert cases[("patched", "a")].find("failure") is not None  # a regression
+    assert "baseline too" in cases[("patched", "b")].find("skipped").get("message")
+    assert cases[("baseline", "b")].find("skipped") is not None  # the reference's own
+    assert cases[("patched", "c")].find("skipped").get("message") == "SKIP"
+    patched = next(s for s in root if s.get("name") == "patched")
+    assert (patched.get("tests"), patched.get("failures")) == ("4", "2")  # check + a
