@@ -131,6 +131,27 @@ class BenchSample:
         return _build(cls, data, "sample")
 
 
+@dataclass(frozen=True)
+class KernelEvidence:
+    """How the kernel under test failed a check: it crashed, hung, failed to
+    boot, or reported trouble while cases ran together (`kind`), with the
+    console text behind it."""
+
+    kind: str
+    summary: str
+    reports: tuple[str, ...] = ()  # the console report kinds seen (lab.vm.console)
+    blocked_tasks: int = 0  # how many tasks sysrq-w showed in D state
+    evidence: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KernelEvidence:
+        blocked = data.get("blocked_tasks", 0)
+        return cls(kind=str(data.get("kind", "failure")), summary=str(data.get("summary", "")),
+                   reports=tuple(str(r) for r in data.get("reports", ())),
+                   blocked_tasks=blocked if isinstance(blocked, int) else 0,
+                   evidence=str(data.get("evidence", "")))
+
+
 class CheckKind(StrEnum):
     """Where a check comes from, which decides how it is judged: the lab's own
     cases against what the variant claims; the tree's and the user's tests
@@ -162,6 +183,7 @@ class CheckResult:
     # (a failed check that some runs passed); lab.verdict.RunsVerdict's values.
     verdict: str = ""
     kind: CheckKind = CheckKind.CASE
+    kernel: KernelEvidence | None = None  # set when the kernel itself failed the check
 
     @property
     def runs_verdict(self) -> RunsVerdict:
@@ -179,6 +201,12 @@ class CheckResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
         check = _build(cls, data, "check")
+        kernel = data.get("kernel") or check.details.get("kernel_failure")  # older files
+        if isinstance(kernel, Mapping):
+            details = {k: v for k, v in check.details.items() if k != "kernel_failure"}
+            check = replace(check, kernel=KernelEvidence.from_dict(kernel), details=details)
+        elif kernel is not None:
+            raise ConfigError(f"results: check {check.name!r}: kernel is {kernel!r}")
         if not isinstance(check.passed, bool):
             raise ConfigError(f"results: check {check.name!r}: passed is {check.passed!r}")
         try:

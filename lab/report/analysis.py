@@ -166,8 +166,8 @@ def headline(rows: Sequence[Row]) -> Row | None:
 
 
 @dataclass(frozen=True)
-class KernelFailure:
-    """A check the kernel itself failed: it crashed or hung (details["kernel_failure"]).
+class KernelFailureInCase:
+    """A check the kernel itself failed: it crashed or hung (CheckResult.kernel).
 
     `summary` is one line; `evidence` the console text behind it (the check's
     console excerpt, else the evidence recorded in the details).
@@ -189,7 +189,7 @@ class VariantVerdict:
     checks: int
     passed: int
     failed: tuple[str, ...]  # names of the cases that contradict the claims
-    kernel_failures: tuple[KernelFailure, ...]
+    kernel_failures: tuple[KernelFailureInCase, ...]
 
     @property
     def status(self) -> str:
@@ -207,13 +207,11 @@ def verdicts(results: RunResults, names: Sequence[str] = ()) -> list[VariantVerd
         checks = [c for c in results.checks if c.variant == v]
         crashes = []
         for c in checks:
-            failure = c.details.get("kernel_failure") if isinstance(c.details, dict) else None
-            if isinstance(failure, dict):
-                evidence = c.console_excerpt or str(failure.get("evidence", ""))
-                summary = str(failure.get("summary") or "") or next(
+            if c.kernel is not None:
+                evidence = c.console_excerpt or c.kernel.evidence
+                summary = c.kernel.summary or next(
                     (line.strip() for line in evidence.splitlines() if line.strip()), c.observed)
-                crashes.append(KernelFailure(c.name, v, str(failure.get("kind", "failure")),
-                                             summary, evidence))  # fmt: skip
+                crashes.append(KernelFailureInCase(c.name, v, c.kernel.kind, summary, evidence))
         features = results.variants.get(v, {}).get("features")
         out.append(VariantVerdict(
             variant=v,

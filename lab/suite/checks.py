@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lab.errors import KernelFailure, LabError
-from lab.results import CheckResult
+from lab.results import CheckResult, KernelEvidence
 from lab.suite.spec import Case, CaseContext, Observation
 from lab.verdict import FlakePolicy, RunsVerdict
 from lab.vm import console
@@ -111,12 +111,9 @@ def _kernel_failed(case: Case, guest: Guest, variant: str, failure: KernelFailur
         passed=False,
         expected="the kernel neither crashes nor hangs",
         observed=f"kernel {failure.kind}: {summary}",
-        details={"number": case.number, "title": case.title,
-                 "kernel_failure": {"kind": failure.kind,
-                                    "reports": [r.kind for r in reports],
-                                    "summary": summary,
-                                    "blocked_tasks": len(stacks),
-                                    "evidence": evidence[-EVIDENCE_LIMIT:]}},
+        details={"number": case.number, "title": case.title},
+        kernel=KernelEvidence(failure.kind, summary, tuple(r.kind for r in reports),
+                              len(stacks), evidence[-EVIDENCE_LIMIT:]),
         duration_s=time.monotonic() - start,
         console_excerpt=evidence[-EVIDENCE_LIMIT:],
         kind=case.kind,
@@ -144,8 +141,7 @@ def boot_failure(case: Case, variant: str, failure: KernelFailure) -> CheckResul
     return CheckResult(
         name=case.name, variant=variant, passed=False,
         expected="the kernel boots", observed=f"kernel {failure.kind} at boot: {summary}",
-        details={"number": case.number, "title": case.title,
-                 "kernel_failure": {"kind": failure.kind, "reports": [], "summary": summary,
-                                    "blocked_tasks": 0,
-                                    "evidence": failure.excerpt[-EVIDENCE_LIMIT:]}},
+        details={"number": case.number, "title": case.title},
+        kernel=KernelEvidence(failure.kind, summary,
+                              evidence=failure.excerpt[-EVIDENCE_LIMIT:]),
         console_excerpt=failure.excerpt[-EVIDENCE_LIMIT:], kind=case.kind)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lab.errors import KernelFailure
-from lab.results import CheckResult
+from lab.results import CheckResult, KernelEvidence
 from lab.suite import checks
 from lab.suite.spec import Case, Observation
 from lab.vm.ssh import Guest
@@ -119,7 +119,7 @@ def run_batch(cases: Sequence[Case], guest: Guest, variant: str, features: tuple
 def unexplained(batch: Batch, variant: str, alone: Sequence[CheckResult]) -> CheckResult | None:
     """The batch's kernel failure as a failed check of its own, when no case
     run alone afterwards failed with kernel evidence of its own."""
-    if not batch.trouble or any("kernel_failure" in r.details or r.console_excerpt
+    if not batch.trouble or any(r.kernel is not None or r.console_excerpt
                                 for r in alone):
         return None
     return CheckResult(
@@ -127,7 +127,6 @@ def unexplained(batch: Batch, variant: str, alone: Sequence[CheckResult]) -> Che
         expected="the kernel neither crashes, hangs nor reports trouble while cases run "
                  "together",
         observed=f"{batch.trouble}; alone, no case failed that way",
-        details={"number": 0, "title": "cases run together in one guest",
-                 "kernel_failure": {"kind": "together", "reports": [], "summary": batch.trouble,
-                                    "blocked_tasks": 0, "evidence": batch.evidence}},
+        details={"number": 0, "title": "cases run together in one guest"},
+        kernel=KernelEvidence("together", batch.trouble, evidence=batch.evidence),
         console_excerpt=batch.evidence)

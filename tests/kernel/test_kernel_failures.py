@@ -5,6 +5,7 @@ and one with a patch whose lock and unlock kinds do not pair up."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def lkdtm(lab_config, lab_image, lab_logs, lab_ui):
 
 
 def _failure(result) -> dict:
-    return result.details.get("kernel_failure", {})
+    return dataclasses.asdict(result.kernel) if result.kernel else {}
 
 
 def test_crash_hang_and_warning_fail_their_case_and_the_rest_still_runs(

@@ -111,3 +111,18 @@ def test_junit_has_a_testcase_per_sub_test_judged_like_the_check():
     assert cases[("patched", "c")].find("skipped").get("message") == "SKIP"
     patched = next(s for s in root if s.get("name") == "patched")
     assert (patched.get("tests"), patched.get("failures")) == ("4", "2")  # check + a
+
+
+def test_kernel_evidence_is_a_typed_record_that_round_trips_and_reads_older_files():
+    from lab.results import KernelEvidence
+
+    c = CheckResult(name="x", variant="patched", passed=False, expected="e", observed="o",
+                    kernel=KernelEvidence("hang", "blocked for more than 10 seconds",
+                                          ("hung task",), 2, "[ 1.0] INFO: task dd"))
+    assert CheckResult.from_dict(c.to_dict()) == c
+    older = {k: v for k, v in c.to_dict().items() if k != "kernel"}
+    older["details"] = {"kernel_failure": {"kind": "hang", "summary": "s",
+                                           "blocked_tasks": "task:dd state:D"}}
+    got = CheckResult.from_dict(older)
+    assert got.kernel == KernelEvidence("hang", "s", blocked_tasks=0)
+    assert "kernel_failure" not in got.details

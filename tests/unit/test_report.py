@@ -18,6 +18,7 @@ from lab.results import (
     ORIGINAL_GAIN_PCT,
     BenchSample,
     CheckResult,
+    KernelEvidence,
     RunResults,
     merge,
 )
@@ -255,8 +256,8 @@ def test_verdicts_name_the_failing_cases_and_kernel_failures():
     from lab.report.analysis import verdicts
 
     crash = CheckResult("truncate-race", "patched", False, "no crash", "kernel panic: x",
-                        {"kernel_failure": {"kind": "panic", "summary": "Kernel panic - x",
-                                            "evidence": "[ 1.0] Kernel panic - x"}})
+                        kernel=KernelEvidence("panic", "Kernel panic - x",
+                                              evidence="[ 1.0] Kernel panic - x"))
     got = {v.variant: v for v in verdicts(make(checks=(*checks(), crash)))}
     assert got["baseline"].status == "held" and got["baseline"].checks == 2
     assert got["baseline"].features == ()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lab.report.write import write_report
-from lab.results import CheckResult, RunResults
+from lab.results import CheckResult, KernelEvidence, RunResults
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
@@ -56,10 +56,9 @@ def realistic_results() -> RunResults:
     checks.append(CheckResult(
         "truncate-race", "patched", False, "the kernel neither crashes nor hangs",
         "kernel panic: Kernel panic - not syncing: sysrq triggered crash",
-        {"number": 7, "kernel_failure": {
-            "kind": "panic", "summary": "Kernel panic - not syncing: sysrq triggered crash",
-            "evidence": panic}},
-        4.0, panic))
+        {"number": 7}, 4.0, panic,
+        kernel=KernelEvidence("panic", "Kernel panic - not syncing: sysrq triggered crash",
+                              evidence=panic)))
     return dataclasses.replace(run, checks=tuple(checks))
 
 

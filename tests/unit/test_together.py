@@ -10,7 +10,7 @@ import pytest
 
 from lab.errors import GuestError, KernelHang
 from lab.host.proc import CommandResult
-from lab.results import CheckResult
+from lab.results import CheckResult, KernelEvidence
 from lab.suite import together
 from lab.suite.spec import Case, CaseContext, Observation
 
@@ -137,8 +137,8 @@ def test_a_batch_failure_no_case_reproduces_alone_becomes_its_own_failed_check()
     ok = CheckResult(name="c3", variant="v1", passed=True, expected="x", observed="x")
     extra = together.unexplained(batch, "v1", [ok])
     assert extra is not None and not extra.passed and extra.name == together.CHECK_NAME
-    assert extra.details["kernel_failure"]["evidence"] == "Oops"
+    assert extra.kernel is not None and extra.kernel.evidence == "Oops"
     crashed = CheckResult(name="c3", variant="v1", passed=False, expected="x", observed="y",
-                          details={"kernel_failure": {"kind": "crash"}})
+                          kernel=KernelEvidence("crash", "Oops"))
     assert together.unexplained(batch, "v1", [ok, crashed]) is None
     assert together.unexplained(together.Batch([], {}), "v1", [ok]) is None
