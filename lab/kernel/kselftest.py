@@ -15,6 +15,7 @@ lab's own. `=m` becomes `=y`: the lab's guests boot without modules.
 
 from __future__ import annotations
 
+import difflib
 import re
 import shutil
 import time
@@ -81,8 +82,10 @@ def check_targets(source_tree: Path, targets: Sequence[str], where: str) -> None
     for target in targets:
         if not (root / target / "Makefile").is_file():
             have = sorted(p.parent.name for p in root.glob("*/Makefile"))
+            near = difflib.get_close_matches(target, have, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(near)}?" if near else ""
             raise ConfigError(f"{where}: no kselftest target {target!r} in {source_tree} "
-                              f"({len(have)} targets: {', '.join(have[:12])}, ...)")
+                              f"({len(have)} targets, in {SELFTESTS}){hint}")
 
 
 def required_options(source_tree: Path, targets: Sequence[str]) -> dict[str, str]:

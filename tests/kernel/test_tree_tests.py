@@ -15,6 +15,7 @@ from junitparser import JUnitXml
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "tests" / "data" / "scripts"
+PATCHES = REPO / "tests" / "data" / "patches"
 
 
 def lab(*args: str, timeout: int = 1700) -> subprocess.CompletedProcess:
@@ -64,25 +65,34 @@ def test_kselftest_memfd_and_scripts_judged_against_the_base(tmp_path, no_qemu_l
     assert shared_case.is_skipped
 
 
-def test_kunit_suites_run_at_boot_and_give_sub_results(tmp_path, no_qemu_leak):
+def test_kunit_suites_run_at_boot_and_catch_a_kernel_bug_as_a_regression(tmp_path,
+                                                                        no_qemu_leak):
+    # `user` is the baseline plus a patch that makes list_sort() unstable, a
+    # bug its own KUnit suite checks for.
     out_dir = tmp_path / "run"
-    out = lab("test", "--kunit", "list*", "--variant", "baseline", "-k",
-              "parallel-nonextending", "--results", str(out_dir), "--fresh")
-    assert out.returncode == 0, out.stdout + out.stderr
-    check = checks_of(out_dir)[("baseline", "kunit:list*")]
-    assert check["passed"] and check["kind"] == "kunit", check["observed"]
-    names = [s["name"] for s in check["details"]["subtests"]]
+    out = lab("test", "--kunit", "list*", "--patch", str(PATCHES / "list-sort-unstable.patch"),
+              "--variant", "baseline,user", "-k", "parallel-nonextending",
+              "--results", str(out_dir), "--fresh")
+    assert out.returncode == 1, out.stdout + out.stderr
+    got = checks_of(out_dir)
+    base = got[("baseline", "kunit:list*")]
+    assert base["passed"] and base["kind"] == "kunit", base["observed"]
+    names = [s["name"] for s in base["details"]["subtests"]]
     # Both suites the glob names, each with its test cases as sub-results.
     assert "list-kunit-test" in names and "list_sort" in names
     assert "list-kunit-test/list_test_list_init" in names
     assert len(names) > 30
+    broken = got[("user", "kunit:list*")]
+    assert not broken["passed"]
+    assert broken["details"]["ab"]["regressions"] == ["list_sort", "list_sort/list_sort_test"]
+    assert got[("user", "parallel-nonextending")]["passed"]  # the lab's own case is unmoved
 
 
 def test_bad_tree_test_options_fail_before_any_build(tmp_path):
-    out = lab("test", "--kselftest", "nosuchtarget", "--variant", "baseline",
+    out = lab("test", "--kselftest", "memfdd", "--variant", "baseline",
               "--results", str(tmp_path / "a"), timeout=600)
     assert out.returncode == 2
-    assert "no kselftest target 'nosuchtarget'" in out.stderr and "memfd" in out.stderr
+    assert "no kselftest target 'memfdd'" in out.stderr and "did you mean memfd" in out.stderr
     out = lab("test", "--kunit", "nosuchsuite*", "--variant", "baseline",
               "--results", str(tmp_path / "b"), timeout=600)
     assert out.returncode == 2 and "no KUnit suite in the source matches" in out.stderr
