@@ -113,6 +113,9 @@ def _add_scripts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lanes", type=positive_int, metavar="N",
                    help="suite cases run N at a time in one guest (default 4 or lab.toml's "
                         "[tests] lanes; 1: one by one)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="run every case even after the kernel crashed or hung the same way "
+                        "in several (default: the rest are not run, and say so)")
     p.add_argument("--kselftest", action="append", default=[], metavar="TARGET[,TARGET]",
                    help="kselftest targets of the tree under test (tools/testing/selftests), "
                         "built from each variant's source and run in its guest; judged "
@@ -137,6 +140,8 @@ def _with_scripts(cfg: config.LabConfig, args: argparse.Namespace) -> config.Lab
     if args.lanes is not None:
         tests = replace(tests, lanes=args.lanes)
         tests.validate("--lanes")
+    if args.keep_going:
+        tests = replace(tests, keep_going=True)
     targets = kselftest.split_targets([*tests.kselftests, *args.kselftest],
                                       "--kselftest and [tests] kselftests")
     tests = replace(tests, kselftests=targets)

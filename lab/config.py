@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from pydantic import ValidationError as _Invalid
 
 from lab.errors import ConfigError
@@ -107,6 +107,11 @@ class TestsConfig:
     # The tree's own tests (lab/kernel/kselftest.py, lab/kernel/kunit.py): kselftest
     # targets, built from each variant's source and run in its guest, and a
     # glob of KUnit suites, built in and run as the kernel boots.
+    # After the kernel crashed or hung the same way in this many cases, the
+    # cases left are not run (each would cost a VM and a hung-task timeout to
+    # say the same); keep_going runs them all.
+    stop_after_same_failures: Annotated[StrictInt, Field(ge=1)] = 3
+    keep_going: StrictBool = False
     kselftests: tuple[StrictStr, ...] = ()
     kunit: StrictStr = ""
     kunitconfig: StrictStr = ""  # a fragment instead of the options found from the glob

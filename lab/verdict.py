@@ -74,6 +74,9 @@ class RunsVerdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     FLAKY = "flaky"
+    # Not run: the kernel had already failed the same way in several cases
+    # (lab.jobs.runs stops early; --keep-going runs every case).
+    NOT_RUN = "not-run"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from lab import pipeline
 from lab.bench import sweep
 from lab.config import BenchConfig, LabConfig
-from lab.errors import KernelFailure
+from lab.errors import KernelCrash, KernelFailure, KernelHang
 from lab.jobs import reproduce
 from lab.kernel.kselftest import KselftestBuild
 from lab.report import analysis, write
@@ -48,6 +48,9 @@ def write_reproducer(out: Path, argv: Sequence[str], p: pipeline.Prepared | None
 
 
 # --- the suite ---------------------------------------------------------------------
+
+
+FATAL_KINDS = (KernelCrash.kind, KernelHang.kind)
 
 
 def run_checks(
@@ -97,6 +100,7 @@ def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list
     features = p.builds[variant].features
     pending = list(cases)
     batch: together.Batch | None = None
+    failed_by: dict[str, list[str]] = {}  # a fatal kernel failure's kind -> the cases
     while pending:
         try:
             with pipeline.deployed(cfg, p, variant, out, ui) as (_vm, guest):
@@ -132,6 +136,15 @@ def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list
                             **res.details, "together": {"passed": seen.passed,
                                                         "observed": seen.observed}})
                     keep(res)
+                    if _enough_said(cfg, res, failed_by) and pending:
+                        kind = res.kernel.kind if res.kernel else ""
+                        ui.note(f"{variant}: the kernel's {kind} failed "
+                                f"{len(failed_by[kind])} cases; the {len(pending)} left are not "
+                                "run (--keep-going runs them)")
+                        for left in pending:
+                            keep(checks.not_run(left, variant, kind, failed_by[kind]))
+                        pending.clear()
+                        break
                     if not run.vm_usable and pending:
                         ui.note(f"{variant}: {case.name}: the kernel failed or reported "
                                 "trouble; a fresh VM for the remaining cases")
@@ -148,6 +161,16 @@ def _run_variant(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: list
         keep(extra)
     order = {c.name: i for i, c in enumerate(cases)}  # names are unique in a batch
     return sorted(done, key=lambda r: order.get(r.name, -1))
+
+
+def _enough_said(cfg: LabConfig, res: CheckResult, failed_by: dict[str, list[str]]) -> bool:
+    """Whether the kernel has now crashed or hung the same way in enough cases
+    that the rest would only repeat it, each at the cost of a fresh VM and a
+    hung-task timeout."""
+    if res.kernel is None or res.kernel.kind not in FATAL_KINDS or cfg.tests.keep_going:
+        return False
+    failed_by.setdefault(res.kernel.kind, []).append(res.name)
+    return len(failed_by[res.kernel.kind]) >= cfg.tests.stop_after_same_failures
 
 
 def _run_together(group: list[spec.Case], guest: Guest, variant: str,

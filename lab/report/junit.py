@@ -15,6 +15,7 @@ from lab.report.cells import value_text
 from lab.report.document import ANSI
 from lab.results import CheckResult, RunResults
 from lab.suite import ab
+from lab.verdict import RunsVerdict
 
 # XML 1.0 forbids most control characters; consoles are full of them.
 _XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -50,7 +51,9 @@ def render_junit(results: RunResults) -> str:
                 name=_xml(c.name),
                 time=f"{c.duration_s:.3f}",
             )
-            if not c.passed:
+            if c.runs_verdict is RunsVerdict.NOT_RUN:
+                ET.SubElement(case, "skipped", message=_xml(c.observed))
+            elif not c.passed:
                 failure = ET.SubElement(
                     case,
                     "failure",

@@ -135,6 +135,16 @@ def blocked_stacks(guest: Guest) -> list[str]:
     return console.blocked_tasks(guest.console_since_case())
 
 
+def not_run(case: Case, variant: str, kind: str, cases: Sequence[str]) -> CheckResult:
+    """A case left out because the kernel had already failed the same way in `cases`."""
+    return CheckResult(
+        name=case.name, variant=variant, passed=False, expected="the case runs",
+        observed=f"not run: the kernel's {kind} already failed {len(cases)} cases "
+                 f"({', '.join(cases)}); --keep-going runs every case",
+        details={"number": case.number, "title": case.title},
+        verdict=RunsVerdict.NOT_RUN.value, kind=case.kind)
+
+
 def boot_failure(case: Case, variant: str, failure: KernelFailure) -> CheckResult:
     """A case that could not start because the kernel failed as it booted."""
     summary = str(failure).splitlines()[0]

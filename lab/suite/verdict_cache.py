@@ -47,6 +47,7 @@ def key(cfg: LabConfig, build: KernelBuild, image_key: str, accel: str,
         json.dumps(dataclasses.asdict(cfg.vm), default=str), *scripts,
         json.dumps([c.name for c in cases]), str(repeat), str(cfg.tests.script_timeout_s),
         str(cfg.tests.lanes), tests_key,
+        f"{cfg.tests.keep_going}/{cfg.tests.stop_after_same_failures}",
     ])
 
 

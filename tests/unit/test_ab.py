@@ -126,3 +126,26 @@ def test_kernel_evidence_is_a_typed_record_that_round_trips_and_reads_older_file
     got = CheckResult.from_dict(older)
     assert got.kernel == KernelEvidence("hang", "s", blocked_tasks=0)
     assert "kernel_failure" not in got.details
+
+
+def test_cases_stop_after_the_kernel_failed_the_same_way_in_enough_of_them():
+    import dataclasses
+
+    from lab.config import LabConfig, TestsConfig
+    from lab.jobs.runs import _enough_said
+    from lab.results import KernelEvidence
+
+    cfg = LabConfig(tests=TestsConfig(stop_after_same_failures=2))
+
+    def failed(name, kind):
+        return CheckResult(name=name, variant="v", passed=False, expected="e", observed="o",
+                           kernel=KernelEvidence(kind, "s"))
+
+    seen: dict = {}
+    assert not _enough_said(cfg, failed("a", "hang"), seen)
+    assert not _enough_said(cfg, failed("b", "error"), seen)  # not fatal: not counted
+    assert not _enough_said(cfg, check("v", False, kind=CheckKind.CASE), seen)
+    assert _enough_said(cfg, failed("c", "hang"), seen) and seen == {"hang": ["a", "c"]}
+    going = dataclasses.replace(cfg, tests=TestsConfig(stop_after_same_failures=2,
+                                                       keep_going=True))
+    assert not _enough_said(going, failed("d", "hang"), {"hang": ["a", "c"]})
