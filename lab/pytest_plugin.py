@@ -18,8 +18,8 @@ test with the report. Kernels, the image and the accelerator come from the
 lab's cache; `--lab-config` picks a lab.toml.
 
 Fixtures: `lab_guest` (a LabGuest), `lab_variant` (its name), and the session
-fixtures behind them (`lab_config`, `lab_builds`, `lab_image`, `lab_accel`,
-`lab_fleet`, `lab_build_names`, `lab_logs`) for tests that need more. lab
+fixtures behind them (`lab_config`, `lab_prepared`, `lab_builds`, `lab_image`,
+`lab_accel`, `lab_fleet`, `lab_build_names`, `lab_logs`) for tests that need more. lab
 modules are imported inside fixtures, so the plugin costs nothing in a run
 that uses none of them.
 """
@@ -165,52 +165,52 @@ def lab_build_names(pytestconfig: pytest.Config) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def lab_builds(lab_config, lab_build_names, lab_logs, lab_ui) -> dict[str, KernelBuild]:
+def lab_prepared(lab_config, lab_build_names, lab_image, lab_logs, lab_ui):
+    """The session's kernels, image and accelerator: the lab's own `prepare`."""
     from lab import pipeline
-
     req = pipeline.VariantRequest(tuple(lab_build_names))
     variants = pipeline.resolve_variants(lab_config, req, lab_logs)
-    return {b.variant: b for b in pipeline.build_variants(lab_config, variants, lab_logs, lab_ui)}
+    return pipeline.prepare_variants(lab_config, variants, lab_logs, lab_ui, lab_image)
+
+
+@pytest.fixture(scope="session")
+def lab_builds(lab_prepared) -> dict[str, KernelBuild]:
+    return lab_prepared.builds
 
 
 @pytest.fixture(scope="session")
 def lab_image(lab_config, lab_logs, lab_ui):
     from lab import pipeline
-
     return pipeline.image(lab_config, lab_logs, lab_ui)
 
 
 @pytest.fixture(scope="session")
-def lab_accel(lab_config, lab_builds, lab_logs, lab_ui):
-    from lab import pipeline
-
-    first = next(iter(lab_builds.values()))
-    return pipeline.accelerator(lab_config, first.bzimage, lab_logs, lab_ui)
+def lab_accel(lab_prepared):
+    return lab_prepared.accel
 
 
 @pytest.fixture(scope="session")
-def lab_fleet(lab_config, lab_builds, lab_image, lab_accel, lab_logs
+def lab_fleet(lab_config, lab_prepared, lab_logs, lab_ui
               ) -> Iterator[Callable[[str], tuple[Machine, Guest]]]:
-    """`get(name) -> (machine, guest)`: a booted VM with our guest programs,
-    started at first use and kept for the session; a dead one is rebooted."""
+    """`get(name) -> (machine, guest)`: a booted VM with our guest programs
+    (the lab's own `deployed`), started at first use and kept for the session;
+    a dead one is rebooted."""
     from lab import pipeline
-    from lab.guest import workloads
 
     stack = contextlib.ExitStack()
     vms: dict[str, tuple[Machine, Guest, contextlib.ExitStack]] = {}
 
     def get(name: str) -> tuple[Machine, Guest]:
-        if name not in lab_builds:
+        if name not in lab_prepared.builds:
             raise pytest.UsageError(f"variant {name!r} was not built this session; "
-                                    f"built: {', '.join(lab_builds)}")
+                                    f"built: {', '.join(lab_prepared.builds)}")
         if name not in vms or not vms[name][0].is_running():
             if name in vms:
                 vms[name][2].close()
             inner = contextlib.ExitStack()
             vm, guest = inner.enter_context(
-                pipeline.booted(lab_config, lab_builds[name], lab_image, lab_accel, lab_logs))
+                pipeline.deployed(lab_config, lab_prepared, name, lab_logs, lab_ui))
             stack.push(inner)
-            workloads.deploy(guest, lab_config.cache_root)
             vms[name] = (vm, guest, inner)
         return vms[name][0], vms[name][1]
 
