@@ -148,6 +148,44 @@ def _mmdebstrap_args(recipe: Path) -> list[str]:
             "--dpkgopt=path-exclude=/usr/share/{doc,man,info,locale}/*"]
 
 
+@dataclass(frozen=True)
+class Install:
+    """One file the lab puts into the guest's root, with its mode."""
+
+    src: Path  # on the host
+    dst: str  # absolute, in the guest
+    mode: int
+
+
+GUEST_DIRS = (("/root/.ssh", 0o700), ("/opt/lab", 0o755))
+GUEST_TEXTS = {
+    "hostname": "kernel-lab\n",
+    "fstab": "# root is mounted by the kernel; lab-init does the rest\n",
+}
+
+
+def _customization(recipe: Path, staging: Path, log_path: Path) -> list[Install]:
+    """What both routes put into the guest: our init, sshd's config, a host key
+    the lab records and the lab's public key, the host name and fstab. The
+    keys are made in `staging/parts` (the lab's own key pair beside it)."""
+    parts = staging / "parts"
+    parts.mkdir(mode=0o700)
+    host_key = parts / "ssh_host_ed25519_key"
+    _keygen("kernel-lab-guest", host_key, log_path)
+    _keygen("kernel-lab", staging / "id_ed25519", log_path)
+    shutil.copy2(host_key.with_suffix(".pub"), staging / "host_ed25519.pub")
+    for name, text in GUEST_TEXTS.items():
+        (parts / name).write_text(text)
+    return [
+        Install(recipe / "lab-init", "/sbin/lab-init", 0o755),
+        Install(recipe / "sshd_config", "/etc/ssh/sshd_config", 0o644),
+        Install(host_key, "/etc/ssh/ssh_host_ed25519_key", 0o600),
+        Install(host_key.with_suffix(".pub"), "/etc/ssh/ssh_host_ed25519_key.pub", 0o644),
+        Install(staging / "id_ed25519.pub", "/root/.ssh/authorized_keys", 0o600),
+        *(Install(parts / name, f"/etc/{name}", 0o644) for name in GUEST_TEXTS),
+    ]
+
+
 def _build_as_root(recipe: Path, staging: Path, log_path: Path,
                    progress: Callable[[str], None] | None) -> None:
     root = staging / "root"
@@ -157,7 +195,16 @@ def _build_as_root(recipe: Path, staging: Path, log_path: Path,
              timeout=1800, log_path=log_path, error=BuildError, what="mmdebstrap")
     if progress:
         progress("installing init, sshd config and keys")
-    _customize(recipe, root, staging, log_path)
+    # The host keys the package generated go: the guest presents the one we record.
+    for old in (root / "etc/ssh").glob("ssh_host_*"):
+        old.unlink()
+    for folder, mode in GUEST_DIRS:
+        (root / folder.lstrip("/")).mkdir(mode=mode, parents=True, exist_ok=True)
+    for item in _customization(recipe, staging, log_path):
+        dst = root / item.dst.lstrip("/")
+        shutil.copyfile(item.src, dst)
+        dst.chmod(item.mode)
+    shutil.rmtree(staging / "parts")
     size_mib = _du_mib(root) + FREE_SPACE_MIB
     if progress:
         progress(f"mkfs.ext4 ({size_mib} MiB, sparse)")
@@ -168,34 +215,23 @@ def _build_as_root(recipe: Path, staging: Path, log_path: Path,
 
 def _build_rootless(recipe: Path, staging: Path, log_path: Path,
                     progress: Callable[[str], None] | None) -> None:
-    keys = staging / "hostkey"
-    keys.mkdir(mode=0o700)
-    host_key = keys / "ssh_host_ed25519_key"
-    _keygen("kernel-lab-guest", host_key, log_path)
-    _keygen("kernel-lab", staging / "id_ed25519", log_path)
     q = shlex.quote
-
-    def upload(src: Path, dst: str) -> str:
-        return f"--customize-hook=upload {q(str(src))} {dst}"
-
-    setup = ('rm -f "$1"/etc/ssh/ssh_host_* && mkdir -p -m 0700 "$1/root/.ssh" '
-             '&& mkdir -p "$1/opt/lab"')
-    finish = ('chmod 0755 "$1/sbin/lab-init" && chmod 0600 "$1/etc/ssh/ssh_host_ed25519_key" '
-              '"$1/root/.ssh/authorized_keys" && echo kernel-lab > "$1/etc/hostname" '
-              '&& echo "# root is mounted by the kernel; lab-init does the rest" > "$1/etc/fstab"')
+    installs = _customization(recipe, staging, log_path)
+    # `upload` reads our files as the user; shell hooks run inside the
+    # namespace, where they make the folders and set the modes.
+    setup = 'rm -f "$1"/etc/ssh/ssh_host_* && ' + " && ".join(
+        f'mkdir -p -m {mode:o} "$1"{q(folder)}' for folder, mode in GUEST_DIRS)
+    finish = " && ".join(f'chmod {i.mode:o} "$1"{q(i.dst)}' for i in installs)
     image = staging / "rootfs.ext4"
     if progress:
         progress("mmdebstrap (unshare): installing packages")
     proc.run([*_mmdebstrap_args(recipe), "--mode=unshare", "--format=ext2",
               f"--customize-hook={setup}",
-              upload(recipe / "lab-init", "/sbin/lab-init"),
-              upload(recipe / "sshd_config", "/etc/ssh/sshd_config"),
-              upload(host_key, "/etc/ssh/ssh_host_ed25519_key"),
-              upload(host_key.with_suffix(".pub"), "/etc/ssh/ssh_host_ed25519_key.pub"),
-              upload(staging / "id_ed25519.pub", "/root/.ssh/authorized_keys"),
+              *(f"--customize-hook=upload {q(str(i.src))} {i.dst}" for i in installs),
               f"--customize-hook={finish}",
               SUITE, image, *host_apt_sources()],
              timeout=1800, log_path=log_path, error=BuildError, what="mmdebstrap --mode=unshare")
+    shutil.rmtree(staging / "parts")
     if progress:
         progress("ext2 to ext4, with room for the suite")
     proc.run(["tune2fs", "-O", "extents,uninit_bg,dir_index,has_journal", "-L", "labroot", image],
@@ -208,34 +244,12 @@ def _build_rootless(recipe: Path, staging: Path, log_path: Path,
     size_mib = image.stat().st_size // 2**20 + FREE_SPACE_MIB
     proc.run(["resize2fs", image, f"{size_mib}M"], timeout=600, log_path=log_path,
              error=BuildError, what="resize2fs")
-    shutil.copy2(host_key.with_suffix(".pub"), staging / "host_ed25519.pub")
-    shutil.rmtree(keys)
 
 
 def _keygen(comment: str, path: Path, log_path: Path) -> None:
     proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
              timeout=60, log_path=log_path, error=BuildError)
     path.chmod(0o600)
-
-
-def _customize(recipe: Path, root: Path, staging: Path, log_path: Path) -> None:
-    shutil.copy2(recipe / "lab-init", root / "sbin/lab-init")
-    (root / "sbin/lab-init").chmod(0o755)
-    ssh_dir = root / "etc/ssh"
-    shutil.copy2(recipe / "sshd_config", ssh_dir / "sshd_config")
-    # Replace whatever host keys the package generated with one we record.
-    for old in ssh_dir.glob("ssh_host_*"):
-        old.unlink()
-    _keygen("kernel-lab-guest", ssh_dir / "ssh_host_ed25519_key", log_path)
-    _keygen("kernel-lab", staging / "id_ed25519", log_path)
-    shutil.copy2(ssh_dir / "ssh_host_ed25519_key.pub", staging / "host_ed25519.pub")
-    root_ssh = root / "root/.ssh"
-    root_ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
-    shutil.copy2(staging / "id_ed25519.pub", root_ssh / "authorized_keys")
-    (root_ssh / "authorized_keys").chmod(0o600)
-    (root / "etc/hostname").write_text("kernel-lab\n")
-    (root / "etc/fstab").write_text("# root is mounted by the kernel; lab-init does the rest\n")
-    (root / "opt/lab").mkdir(parents=True, exist_ok=True)
 
 
 def _du_mib(path: Path) -> int:
