@@ -26,6 +26,7 @@ from lab.report.narrative import explanation
 from lab.report.plots import bandwidth_name, gain_name
 from lab.report.stats import Summary, significance_rule
 from lab.results import ORIGINAL_BW_MIB, ORIGINAL_GAIN_PCT, CheckResult, RunResults
+from lab.suite import ab
 
 MODE_WHAT = {
     "latency": "the server holds each WRITE, so throughput counts WRITEs in flight",
@@ -223,6 +224,41 @@ def checks_block(checks: Sequence[CheckResult]) -> Block:
     )
 
 
+def _subtest_cell(sub: dict[str, Any] | None) -> str:
+    if sub is None:
+        return DASH
+    if sub["directive"] == "SKIP":
+        return "skip"
+    if sub["directive"] in ab.FAILING_DIRECTIVES or (
+            not sub["ok"] and sub["directive"] not in ab.HARMLESS_DIRECTIVES):
+        return "NOT OK"
+    return "ok"
+
+
+def subtests_blocks(checks: Sequence[CheckResult]) -> list[Block]:
+    """The sub-results of the tree's and the user's tests (kselftest, KUnit,
+    scripts), one table per check, side by side with what the A/B made of them."""
+    variants = order((c.variant for c in checks), ("baseline", "patched"))
+    out = []
+    for name in dict.fromkeys(c.name for c in checks if c.kind.judged_against_base):
+        mine = {c.variant: c for c in checks if c.name == name}
+        subs = {v: {s["name"]: s for s in c.details.get("subtests") or ()}
+                for v, c in mine.items()}
+        names = list(dict.fromkeys(n for v in variants for n in subs.get(v, {})))
+        if not names:
+            continue
+        regressed = {n for c in mine.values() for n in (c.details.get("ab") or {}).get(
+            "regressions", ())}
+        shared = {n for c in mine.values() for n in (c.details.get("ab") or {}).get(
+            "pre_existing", ())}
+        rows = tuple((n, *(_subtest_cell(subs.get(v, {}).get(n)) for v in variants),
+                      "regression" if n in regressed else "fails on both" if n in shared else "")
+                     for n in names)
+        out.append(Block(f"Sub-results of {name}", level=3, collapsed=not (regressed | shared),
+                         tables=(Table(("sub-test", *variants, "A/B"), rows),)))
+    return out
+
+
 def _compact(v: Any, limit: int = 40) -> str:
     """One short line per input: hashes cut, lists joined, dicts as key=value."""
     if isinstance(v, dict):
@@ -276,6 +312,7 @@ def blocks(results: RunResults, base: str = "baseline", new: str = "patched") ->
         out.append(original_block())
     if results.checks:
         out.append(checks_block(results.checks))
+        out += subtests_blocks(results.checks)
     out += inputs_blocks(results)
     letter = letter_text(results, base, new)
     if letter:

@@ -149,3 +149,17 @@ def test_cases_stop_after_the_kernel_failed_the_same_way_in_enough_of_them():
     going = dataclasses.replace(cfg, tests=TestsConfig(stop_after_same_failures=2,
                                                        keep_going=True))
     assert not _enough_said(going, failed("d", "hang"), {"hang": ["a", "c"]})
+
+
+def test_the_report_shows_each_sub_test_side_by_side_with_the_ab_reading():
+    from lab.report.sections import subtests_blocks
+
+    base = check("baseline", False, [sub("a"), sub("b", ok=False), sub("c", directive="SKIP")])
+    head = check("patched", False, [sub("a", ok=False), sub("b", ok=False),
+                                    sub("c", directive="SKIP")])
+    (block,) = subtests_blocks(ab.judge([base, head], "baseline", "patched"))
+    assert block.title == "Sub-results of kselftest:memfd" and not block.collapsed
+    assert block.tables[0].rows == (("a", "ok", "NOT OK", "regression"),
+                                    ("b", "NOT OK", "NOT OK", "fails on both"),
+                                    ("c", "skip", "skip", ""))
+    assert subtests_blocks([check("patched", True, kind=CheckKind.CASE, name="flag-off")]) == []
