@@ -32,7 +32,8 @@ from xml.sax.saxutils import escape, quoteattr
 from lab import pipeline
 from lab.config import LabConfig
 from lab.errors import BootError, BuildError, ConfigError, KernelFailure
-from lab.host import cache, proc
+from lab.host import cache
+from lab.kernel import build, patching
 from lab.kernel.build import Variant
 from lab.kernel.series import load_series
 from lab.mutate import mutants
@@ -124,21 +125,23 @@ def _patched_c_files(patches: Sequence[Path]) -> list[str]:
 
 
 def _image_of(tree: Path, relpaths: Sequence[str], patches: Sequence[Path],
-              log_path: Path) -> dict[str, str]:
-    """The files' text after `patches`, applied to copies (never the shared tree)."""
+              log_path: Path, *, strict: bool = False) -> dict[str, str]:
+    """The files' text after `patches`, applied exactly as a build applies
+    them (build.apply_patches: mboxes mail by mail, the fuzz ladder, `strict`)
+    to a scratch tree holding copies of just the files the patches name; the
+    shared source tree is never written. A file absent afterwards reads as ""."""
+    named = [*relpaths]
+    for patch in patches:
+        named += patching.diff_paths(patch.read_text(errors="replace"))
     with tempfile.TemporaryDirectory(prefix="lab-mutate-") as tmp:
-        work = Path(tmp)
-        for rel in relpaths:
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tmp) / "tree"
+        work.mkdir()
+        for rel in dict.fromkeys(named):
             if (tree / rel).is_file():
+                (work / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(tree / rel, work / rel)
-        includes = [f"--include={rel}" for rel in relpaths]
-        for patch in patches:
-            res = proc.run(["git", "apply", "--unidiff-zero", *includes, str(patch.resolve())],
-                           timeout=60, cwd=work, log_path=log_path, check=False)
-            if not res.ok:
-                raise ConfigError(f"{patch}: does not apply to {', '.join(relpaths)}",
-                                  excerpt=res.tail())
+        build.make_source_tree(work)
+        build.apply_patches(work, patches, log_path, strict=strict)
         return {rel: (work / rel).read_text() if (work / rel).is_file() else ""
                 for rel in relpaths}
 
@@ -158,8 +161,8 @@ def targets(v: Variant, own: Sequence[Path], log_path: Path) -> list[Target]:
         raise ConfigError("the patch changes no C file: "
                           + ", ".join(str(p) for p in own))
     base = [p for p in v.patches if p not in own]
-    before = _image_of(v.source.path, files, base, log_path)
-    after = _image_of(v.source.path, files, v.patches, log_path)
+    before = _image_of(v.source.path, files, base, log_path, strict=v.strict)
+    after = _image_of(v.source.path, files, v.patches, log_path, strict=v.strict)
     out = []
     for rel in files:
         changed = mutants.changed_functions(before[rel], after[rel])
@@ -237,13 +240,13 @@ def _one(cfg: LabConfig, v: Variant, target: Target, mutant: Mutant, img, accel,
     start = time.monotonic()
     log_dir = out / "logs" / mutant.key
     try:
-        build = pipeline.build_variants(cfg, [mv], log_dir, ui)[0]
+        built = pipeline.build_variants(cfg, [mv], log_dir, ui)[0]
     except BuildError as exc:
         return dataclasses.replace(base, status=Status.BUILD_FAILED,
                                    detail=(exc.excerpt or str(exc))[-600:],
                                    build_s=time.monotonic() - start)
     build_s = time.monotonic() - start
-    p = pipeline.Prepared({MUTANT_VARIANT: build}, img, accel, {})
+    p = pipeline.Prepared({MUTANT_VARIANT: built}, img, accel, {})
     start = time.monotonic()
     pending = list(catalog.CASES)
     try:

@@ -1,13 +1,17 @@
-"""Mutant generation on kernel-style C written for the test (pure, no builds)."""
+"""Mutant generation on kernel-style C written for the test (pure, no builds), and the
+variant's files worked out on a toy tree through the builds' patching path."""
 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from lab.errors import ConfigError
-from lab.mutate import mutants
+from lab.errors import ConfigError, PatchError
+from lab.kernel import build, gittree, patching
+from lab.kernel.build import KernelSource, Variant, apply_patches
+from lab.mutate import job, mutants
 
 BEFORE = """\
 /* a comment with inode_lock(x) and a > b in it */
@@ -147,3 +151,71 @@ def test_the_operators_for_the_shapes_of_a_write():
     assert {m.replacement for m in conj} >= {"(excl) && !(iocb->ki_flags & IOCB_DIRECT)"}
     for m in conj + [m for m in every if m.operator in ("arith-drop", "flag-source")]:
         assert m.apply(AFTER) != AFTER
+
+
+# --- the variant's files, patched the way a build patches them -----------------------
+
+MAIL = ("From {sha} Mon Sep 17 00:00:00 2001\nFrom: Dev <dev@example.invalid>\n"
+        "Subject: [PATCH {n}/1] {subject}\n\n{body}\n")
+
+
+def _toy_variant(tmp_path: Path, *, strict: bool = False):
+    """A lab-owned tree, a baseline that also edits a non-C file, and the
+    variant's own change as an mbox (cover letter + one mail) whose context
+    matches the tree only with fuzz: what a build applies, a bare `git apply`
+    refuses."""
+    tree = tmp_path / "tree"
+    (tree / "fs/fuse").mkdir(parents=True)
+    (tree / "Documentation").mkdir()
+    (tree / "fs/fuse/file.c").write_text(BEFORE)
+    (tree / "Documentation/fuse.rst").write_text("FUSE\n====\n")
+    build.make_source_tree(tree)
+    based, patched = (t.replace("a comment with", "a baseline comment with")
+                      for t in (BEFORE, AFTER))
+    base = tmp_path / "baseline.patch"
+    base.write_text(mutants.unified_diff("fs/fuse/file.c", BEFORE, based)
+                    + mutants.unified_diff("Documentation/fuse.rst", "FUSE\n====\n",
+                                           "FUSE\n====\nNo parallel writes.\n"))
+    # The author's tree had this line otherwise: three lines above the change.
+    line = "\tstruct inode *inode = file_inode(iocb->ki_filp);"
+    drift = "\tstruct inode *inode = iocb->ki_filp->f_inode;"
+    diff = mutants.unified_diff("fs/fuse/file.c", based.replace(line, drift),
+                                patched.replace(line, drift))
+    own = tmp_path / "own.mbox"
+    own.write_text(MAIL.format(sha="0" * 40, n=0, subject="the cover letter", body="Why.")
+                   + MAIL.format(sha="1" * 40, n=1, subject="fuse: parallel writes",
+                                 body="The change.\n---\n" + diff))
+    src = KernelSource("k", tree, "a toy tree", commit=gittree.head(tree))
+    return Variant("toy", src, (base, own), (), strict=strict), own, patched
+
+
+def test_targets_apply_the_patches_through_the_builds_path(tmp_path, monkeypatch):
+    v, own, patched = _toy_variant(tmp_path)
+    calls = []
+
+    def spy(tree, patches, log_path, **kw):
+        result = apply_patches(tree, patches, log_path, **kw)
+        calls.append(([p.name for p in patches], kw, [a.fuzz for a in result.applied]))
+        return result
+
+    monkeypatch.setattr(build, "apply_patches", spy)
+    (target,) = job.targets(v, [own], tmp_path / "mutate-apply.log")
+    # the baseline alone, then every patch; the mbox's one mail needed fuzz 1
+    assert calls == [(["baseline.patch"], {"strict": False}, [0]),
+                     (["baseline.patch", "own.mbox"], {"strict": False}, [0, 1])]
+    assert target.path == "fs/fuse/file.c" and target.functions == ("direct_write",)
+    assert target.text == patched and target.mutants
+    assert gittree.dirty(v.source.path) == []  # the shared tree is never written
+
+
+def test_targets_refuse_fuzz_when_the_variant_is_strict(tmp_path):
+    v, own, _ = _toy_variant(tmp_path, strict=True)
+    with pytest.raises(PatchError, match="would apply with fuzz"):
+        job.targets(v, [own], tmp_path / "mutate-apply.log")
+
+
+def test_diff_paths_name_what_a_scratch_tree_needs():
+    text = ("--- a/fs/a.c\t2024-01-01\n+++ b/fs/a.c\n--- /dev/null\n+++ b/fs/new.c\n"
+            "diff --git a/fs/old.c b/fs/moved.c\nrename from fs/old.c\n"
+            "+++ b//etc/passwd\n--- a/../outside\n---\n")
+    assert patching.diff_paths(text) == ["fs/a.c", "fs/new.c", "fs/old.c", "fs/moved.c"]
