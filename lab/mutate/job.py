@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from lab import pipeline
 from lab.config import LabConfig
@@ -38,6 +37,9 @@ from lab.kernel.build import Variant
 from lab.kernel.series import load_series
 from lab.mutate import mutants
 from lab.mutate.mutants import Mutant
+from lab.report import document
+from lab.report import junit as junit_xml
+from lab.report.document import Block, Table
 from lab.shard import Shard, select
 from lab.suite import catalog, checks
 from lab.ui import Ui
@@ -281,49 +283,48 @@ def write(report: MutationReport, out: Path) -> None:
     (out / "junit.xml").write_text(junit(report))
 
 
-def markdown(report: MutationReport) -> str:
+_MATRIX_COLUMNS = (Status.KILLED, Status.TIMED_OUT, Status.SURVIVED, Status.BUILD_FAILED,
+                   Status.EQUIVALENT)
+
+
+def blocks(report: MutationReport) -> list[Block]:
+    """The kill matrix as document blocks (lab/report/document.py renders them)."""
     score = "n/a" if report.score is None else f"{100 * report.score:.0f}%"
     status = Counter(o.status for o in report.outcomes)
-    lines = [f"# Mutation testing: {report.variant}", "",
-             f"Functions: {', '.join(report.functions)}. {report.generated} mutants generated, "
-             f"{len(report.outcomes)} run. **Score {score}** (killed / (built - equivalent)).",
-             "", " · ".join(f"{k}: {n}" for k, n in sorted(status.items())), "",
-             "| operator | killed | timed-out | survived | build-failed | equivalent |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for op, counts in _by_operator(report.outcomes).items():
-        lines.append(f"| {op} | " + " | ".join(str(counts.get(s, 0)) for s in
-                                                 (Status.KILLED, Status.TIMED_OUT, Status.SURVIVED,
-                                                  Status.BUILD_FAILED, Status.EQUIVALENT)) + " |")
-    lines += ["", "| mutant | operator | where | status | by | build s | test s |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for o in report.outcomes:
-        lines.append(f"| `{o.key}` | {o.operator} | {o.function}:{o.line} | {o.status} | "
-                     f"{o.killed_by} | {o.build_s:.0f} | {o.test_s:.0f} |")
-    for o in report.outcomes:
-        if o.status in (Status.SURVIVED, Status.EQUIVALENT):
-            lines += ["", f"## {o.status}: `{o.key}` {o.summary}", ""]
-            if o.detail:
-                lines += [o.detail, ""]
-            lines += ["```diff", o.diff.rstrip(), "```"]
-    return "\n".join(lines) + "\n"
+    counts = " · ".join(f"{k}: {n}" for k, n in sorted(status.items()))
+    by_op = Table(("operator", *_MATRIX_COLUMNS),
+                  tuple((op, *(str(c.get(s, 0)) for s in _MATRIX_COLUMNS))
+                        for op, c in _by_operator(report.outcomes).items()))
+    matrix = Table(("mutant", "operator", "where", "status", "by", "build s", "test s"),
+                   tuple((f"`{o.key}`", o.operator, f"{o.function}:{o.line}", o.status,
+                          o.killed_by, f"{o.build_s:.0f}", f"{o.test_s:.0f}")
+                         for o in report.outcomes))
+    out = [Block("Score", paragraphs=(
+        f"Functions: {', '.join(report.functions)}. {report.generated} mutants generated, "
+        f"{len(report.outcomes)} run. **Score {score}** (killed / (built - equivalent)).",
+        *([counts] if counts else [])), tables=(by_op,)),
+        Block("Mutants", tables=(matrix,))]
+    out += [Block(f"{o.status}: `{o.key}` {o.summary}",
+                  paragraphs=(o.detail,) if o.detail else (), pre=(o.diff.rstrip(),))
+            for o in report.outcomes if o.status in (Status.SURVIVED, Status.EQUIVALENT)]
+    return out
+
+
+def markdown(report: MutationReport) -> str:
+    return document.markdown(f"Mutation testing: {report.variant}", blocks(report))
 
 
 def junit(report: MutationReport) -> str:
-
-    failures = sum(o.status == Status.SURVIVED for o in report.outcomes)
-    skipped = sum(o.status in (Status.BUILD_FAILED, Status.EQUIVALENT) for o in report.outcomes)
+    """JUnit XML: a survivor fails, a mutant that did not build or is
+    equivalent is skipped (lab/report/junit.py cleans every text)."""
     cases = []
     for o in report.outcomes:
-        name = quoteattr(f"{o.key} {o.summary}")
-        inner = ""
-        if o.status == Status.SURVIVED:
-            inner = (f'<failure message="survived: no case failed">'
-                     f"{escape(o.diff)}</failure>")
-        elif o.status in (Status.BUILD_FAILED, Status.EQUIVALENT):
-            inner = f"<skipped message={quoteattr(o.status + ': ' + o.detail[:200])}/>"
-        cases.append(f'  <testcase classname="mutate.{o.operator}" name={name} '
-                     f'time="{o.build_s + o.test_s:.1f}">{inner}</testcase>')
-    return ('<?xml version="1.0" encoding="utf-8"?>\n'
-            f'<testsuite name="lab mutate {escape(report.variant)}" tests="{len(cases)}" '
-            f'failures="{failures}" skipped="{skipped}">\n' + "\n".join(cases)
-            + "\n</testsuite>\n")
+        failed = o.status == Status.SURVIVED
+        skipped = o.status in (Status.BUILD_FAILED, Status.EQUIVALENT)
+        cases.append(junit_xml.Case(
+            f"mutate.{o.operator}", f"{o.key} {o.summary}", o.build_s + o.test_s,
+            failure="survived: no case failed" if failed else None,
+            failure_text=o.diff if failed else "",
+            skipped=f"{o.status}: {o.detail[:200]}" if skipped else None))
+    name = f"lab mutate {report.variant}"
+    return junit_xml.render(name, [junit_xml.Suite(name, tuple(cases))])

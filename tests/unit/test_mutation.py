@@ -1,12 +1,16 @@
 """Mutant generation on kernel-style C written for the test (pure, no builds), and the
-variant's files worked out on a toy tree through the builds' patching path."""
+variant's files worked out on a toy tree through the builds' patching path, and the kill
+matrix rendered by lab/report."""
 
 from __future__ import annotations
 
+import re
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from junitparser import Failure, JUnitXml, Skipped
 
 from lab.errors import ConfigError, PatchError
 from lab.kernel import build, gittree, patching
@@ -219,3 +223,57 @@ def test_diff_paths_name_what_a_scratch_tree_needs():
             "diff --git a/fs/old.c b/fs/moved.c\nrename from fs/old.c\n"
             "+++ b//etc/passwd\n--- a/../outside\n---\n")
     assert patching.diff_paths(text) == ["fs/a.c", "fs/new.c", "fs/old.c", "fs/moved.c"]
+
+
+# --- the kill matrix, rendered by lab/report --------------------------------------------
+
+
+def _report() -> job.MutationReport:
+    o, s = job.Outcome, job.Status
+    return job.MutationReport("patched", ("fs/fuse/file.c:direct_write",), 5, (
+        o("aaaa00000001", "lock-swap", "direct_write", 12, "L12 lock-swap: inode_lock -> x",
+          s.KILLED, "parallel-writes", "1 of 8 in flight\x1b[31m", 30.2, 12.4, "-a\n+b\n"),
+        o("aaaa00000002", "cond-drop", "direct_write", 13, "L13 cond-drop: a < b || -> gone",
+          s.SURVIVED, diff="--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-\tif (a < b)\x07\n+\tif (b)\n",
+          build_s=31.0, test_s=100.0),
+        o("aaaa00000003", "relational", "direct_write", 14, "L14 relational: > -> >=",
+          s.EQUIVALENT, detail="a zero-length write only marks the attributes stale",
+          diff="-a\n+b\n"),
+        o("aaaa00000004", "drop-statement", "direct_write", 15, "L15 drop",
+          s.BUILD_FAILED, detail="error: \x00 \x1b[1mbad\x1b[0m", build_s=3.0, diff="-c\n"),
+    ))
+
+
+def test_the_kill_matrix_renders_through_the_report_document():
+    md = job.markdown(_report())
+    assert md.startswith("# Mutation testing: patched\n")
+    assert "**Score 50%** (killed / (built - equivalent))" in md
+    assert "build-failed: 1 · equivalent: 1 · killed: 1 · survived: 1" in md
+    assert "| lock-swap | 1 | 0 | 0 | 0 | 0 |" in md
+    assert ("| `aaaa00000001` | lock-swap | direct_write:12 | killed | parallel-writes | 30 | 12 |"
+            in md)
+    # survivors and equivalents get their diff (and reason); the killed one does not
+    assert "## survived: `aaaa00000002`" in md and "\n+\tif (b)\n```" in md
+    assert "## equivalent: `aaaa00000003`" in md and "only marks the attributes stale" in md
+    assert "aaaa00000001` L12" not in md
+    assert "\x07" not in md and "\x00" not in md
+
+
+def test_a_control_character_in_a_mutants_evidence_does_not_reach_the_junit_xml(tmp_path):
+    text = job.junit(_report())
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f]", text)
+    ET.fromstring(text.encode())  # well-formed
+    path = tmp_path / "junit.xml"
+    path.write_text(text)
+    (suite,) = JUnitXml.fromfile(str(path))
+    assert (suite.name, suite.tests, suite.failures, suite.skipped) == (
+        "lab mutate patched", 4, 1, 2)
+    cases = {c.name.split()[0]: c for c in suite}
+    assert cases["aaaa00000001"].is_passed
+    assert cases["aaaa00000001"].time == pytest.approx(42.6)
+    assert cases["aaaa00000001"].classname == "mutate.lock-swap"
+    (failure,) = cases["aaaa00000002"].result
+    assert isinstance(failure, Failure) and failure.message == "survived: no case failed"
+    assert "-\tif (a < b)\ufffd\n" in failure.text
+    (skipped,) = cases["aaaa00000004"].result
+    assert isinstance(skipped, Skipped) and skipped.message == "build-failed: error: \ufffd bad"
