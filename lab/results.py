@@ -20,7 +20,6 @@ from lab.verdict import RunsVerdict
 
 SCHEMA_VERSION = 1
 SHARED_WORKLOADS = ("ssf", "ssf-presized")
-PARALLEL_FEATURE = "parallel-direct-writes"
 
 # From the cover letter of "fuse: Allow non-extending parallel direct writes
 # on the same file" (Dharmendra Singh, v5, May 2022; seed file
@@ -237,12 +236,10 @@ class RunResults:
     # Where the run's time went (lab.ui.PhaseTimer.to_dict); per shard once merged.
     timings: dict[str, Any] = field(default_factory=dict)
 
-    def has_parallel_writes(self, variant: str) -> bool | None:
-        """Whether the variant's kernel claims the feature; None if unknown."""
+    def features(self, variant: str) -> tuple[str, ...] | None:
+        """The features the variant's kernel claims; None if not recorded."""
         features = self.variants.get(variant, {}).get("features")
-        if features is None:
-            return None
-        return PARALLEL_FEATURE in features
+        return None if features is None else tuple(features)
 
     def to_dict(self) -> dict[str, Any]:
         return {

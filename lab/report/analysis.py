@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from lab.kernel.features import PARALLEL_DIRECT_WRITES
 from lab.report.stats import Comparison, Summary, compare, gain_interval, gain_pct, summarize
 from lab.results import (
     ORIGINAL_BW_MIB,
@@ -87,9 +88,8 @@ def _ideal(results: RunResults, variant: str, workload: str, numjobs: int, is_ne
     """
     if workload not in SHARED_WORKLOADS:
         return float(numjobs)
-    parallel = results.has_parallel_writes(variant)
-    if parallel is None:
-        parallel = is_new
+    claimed = results.features(variant)
+    parallel = is_new if claimed is None else PARALLEL_DIRECT_WRITES in claimed
     return float(numjobs) if parallel else 1.0
 
 
