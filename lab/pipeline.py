@@ -204,6 +204,7 @@ def prepare_variants(cfg: LabConfig, vs: Sequence[Variant], out: Path, ui: Ui,
         "guest_programs": workloads.sources_key(img.key)[:24],
         "vcpus": cfg.vm.vcpus,
         "memory_mib": cfg.vm.memory_mib,
+        **series_of(cfg).report_inputs(),  # the cover letter's figures, for the report
     }
     if tests:
         inputs["kselftest"] = {name: t.key for name, t in tests.items()}

@@ -1,8 +1,8 @@
 """What a run produced, as data that round-trips through results.json, and
 the merge of shards (a data operation on results).
 
-Also holds the figures of the original benchmark (the cover letter of the
-FOPEN_PARALLEL_DIRECT_WRITES patch) so reports can set ours next to them.
+The figures of a series' cover letter are the series' data
+(lab/kernel/letter_figures.py); a run records them in its inputs.
 """
 
 from __future__ import annotations
@@ -20,50 +20,6 @@ from lab.verdict import RunsVerdict
 
 SCHEMA_VERSION = 1
 SHARED_WORKLOADS = ("ssf", "ssf-presized")
-PARALLEL_FEATURE = "parallel-direct-writes"
-
-# From the cover letter of "fuse: Allow non-extending parallel direct writes
-# on the same file" (Dharmendra Singh, v5, May 2022; seed file
-# 000_cea0b288e42422fd.txt): fio over libfuse's example/passthrough.c with
-# direct-io and parallel_direct_writes, backing writes disabled, bare metal.
-# "SSF gain in percentage" as stated there; file-per-job was reported as
-# unchanged. Note the stated gains for 1-8 jobs do not follow from the raw
-# bandwidths below (4 jobs: 4794 -> 14746 MiB/s is +208%, not +42%); both are
-# kept verbatim and reports show both.
-ORIGINAL_GAIN_PCT: Mapping[str, Mapping[int, float]] = {
-    "ssf": {1: 0.0, 2: 0.0, 4: 42.0, 8: 246.8, 16: 549.0, 32: 630.33},
-    "fpj": {1: 0.0, 2: 0.0, 4: 0.0, 8: 0.0, 16: 0.0, 32: 0.0},
-}
-
-# Raw "WRITE: bw=" figures from the same cover letter in MiB/s, per kernel
-# ("unpatched" -> baseline), workload and numjobs; GiB/s values times 1024.
-ORIGINAL_BW_MIB: Mapping[str, Mapping[str, Mapping[int, float]]] = {
-    "baseline": {
-        "fpj": {1: 3441, 2: 8174, 4: 14.9 * 1024, 8: 23.4 * 1024, 16: 24.5 * 1024,
-                32: 20.5 * 1024},
-        "ssf": {1: 3624, 2: 5801, 4: 4794, 8: 3946, 16: 4040, 32: 2822},
-    },
-    "patched": {
-        "fpj": {1: 3193, 2: 9084, 4: 14.8 * 1024, 8: 24.5 * 1024, 16: 24.2 * 1024,
-                32: 19.3 * 1024},
-        "ssf": {1: 3137, 2: 7736, 4: 14.4 * 1024, 8: 22.6 * 1024, 16: 25.6 * 1024,
-                32: 20.2 * 1024},
-    },
-}  # fmt: skip
-
-
-def original_workload(workload: str) -> str | None:
-    """The cover-letter workload ours corresponds to (ssf-presized -> ssf)."""
-    if workload in SHARED_WORKLOADS:
-        return "ssf"
-    return "fpj" if workload == "fpj" else None
-
-
-def original_gain_pct(workload: str, numjobs: int) -> float | None:
-    """The cover letter's stated gain for our workload at `numjobs`, if any."""
-    orig = original_workload(workload)
-    return ORIGINAL_GAIN_PCT.get(orig, {}).get(numjobs) if orig else None
-
 
 T = TypeVar("T")
 
@@ -237,12 +193,10 @@ class RunResults:
     # Where the run's time went (lab.ui.PhaseTimer.to_dict); per shard once merged.
     timings: dict[str, Any] = field(default_factory=dict)
 
-    def has_parallel_writes(self, variant: str) -> bool | None:
-        """Whether the variant's kernel claims the feature; None if unknown."""
+    def features(self, variant: str) -> tuple[str, ...] | None:
+        """The features the variant's kernel claims; None if not recorded."""
         features = self.variants.get(variant, {}).get("features")
-        if features is None:
-            return None
-        return PARALLEL_FEATURE in features
+        return None if features is None else tuple(features)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -36,6 +36,7 @@ from lab.bench import sweep
 from lab.config import BenchConfig, LabConfig
 from lab.errors import ConfigError, LabError
 from lab.host import proc
+from lab.kernel import features
 from lab.kernel.series import load_series
 from lab.suite import catalog, checks
 from lab.ui import Ui
@@ -212,7 +213,8 @@ def patch_figure(cfg: LabConfig, req: Request, out: Path, ui: Ui,
             with ui.step(f"lab test --patch P ({i + 1}/{req.repeat})", phase="cases") as step:
                 start = time.monotonic()
                 run = proc.run(lab_argv(["test", "--patch", str(patch), "--expect",
-                                         "parallel-direct-writes", "--results", str(results)]),
+                                         features.PARALLEL_DIRECT_WRITES, "--results",
+                                         str(results)]),
                                timeout=PATCH_TIMEOUT_S, log_path=out / f"patch-{i + 1}.log",
                                check=False)
                 walls.append(time.monotonic() - start)

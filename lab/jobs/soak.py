@@ -62,10 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def options_from(args: argparse.Namespace) -> tuple[FsxOptions, ServerOptions]:
     """The command line as checked options, before anything is built."""
-    if not args.duration > 0:
-        raise ConfigError(f"lab fsx: --duration must be more than 0 seconds, not {args.duration}")
-    if not args.chunk > 0:
-        raise ConfigError(f"lab fsx: --chunk must be more than 0 seconds, not {args.chunk}")
+    fsx.check_soak(args.duration, args.chunk, "lab fsx")
     if args.delay_write_us < 0:
         raise ConfigError(f"lab fsx: --delay-write-us must be 0 or more, not {args.delay_write_us}")
     ops = tuple(k.strip() for k in args.ops.split(",") if k.strip()) if args.ops else ()

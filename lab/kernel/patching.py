@@ -22,7 +22,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from lab.errors import ConfigError, PatchError
 from lab.kernel import gittree
@@ -38,6 +38,10 @@ _DIFF_START_RE = re.compile(r"^(---\s*$|diff -|Index: )", re.MULTILINE)
 _HUNK_RE = re.compile(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@(.*)$")
 _SERIES_NUM_RE = re.compile(r"\b0+/\d+\]")
 _FAIL_RE = re.compile(r"^error: patch failed: (.+):(\d+)$", re.MULTILINE)
+# The lines of a diff that name a path of the tree (git apply -p1's rules).
+_PATH_LINE_RE = re.compile(r"^(?:diff --git (?P<old>\S+) (?P<new>\S+)"
+                           r"|(?:---|\+\+\+) (?P<side>[^\t\n]+)(?:\t[^\n]*)?"
+                           r"|(?:rename|copy) from (?P<src>[^\n]+))$", re.MULTILINE)
 FUZZ_LADDER: tuple[tuple[int, tuple[str, ...]], ...] = ((0, ()), (1, ("-C2",)), (2, ("-C1",)))
 
 
@@ -191,6 +195,25 @@ def read_pieces(path: Path) -> tuple[list[Piece], list[CoverLetter]]:
     for line in contents.skipped:
         log.warning("%s: skipped %s", path, line)
     return contents.pieces, contents.covers
+
+
+def diff_paths(text: str) -> list[str]:
+    """The tree paths a diff (or an mbox) names, old and new sides, renames
+    and copies, each once and in order: what a scratch copy of a tree must
+    hold for the diff to apply there. A path that is absolute or climbs out
+    of the tree is left out (git apply refuses such a patch anyway)."""
+    found: list[str] = []
+    for m in _PATH_LINE_RE.finditer(text):
+        if m.group("src"):  # "rename from" / "copy from" name the path as it is
+            names = [m.group("src").strip()]
+        else:  # the others carry a prefix (a/, b/) that -p1 strips
+            names = [n.strip().split("/", 1)[1] for n in m.group("old", "new", "side")
+                     if n and n.strip() != "/dev/null" and "/" in n.strip()]
+        for name in names:
+            rel = PurePosixPath(name)
+            if name and not rel.is_absolute() and ".." not in rel.parts and name not in found:
+                found.append(name)
+    return found
 
 
 def _hunk_name(piece: Piece, file: str, line: int) -> str:

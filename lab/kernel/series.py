@@ -5,7 +5,9 @@ Adding a series is adding a folder; nothing in the code names a version.
 file is a plain diff or an mbox of several patches (lab.patching);
 `baseline_features` are what the baseline already has (e.g. a newer kernel's
 I/O modes); each version keeps them and lists what it adds. Feature names
-are defined in lab.kernel.features.
+are defined in lab.kernel.features. The experiment's own data lives in the
+folder too: the figures its cover letter states (lab.kernel.letter_figures),
+the equivalent mutants (lab.mutate.job).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from lab.errors import ConfigError
 from lab.kernel import features as feature_names
+from lab.kernel import letter_figures
+from lab.kernel.letter_figures import CoverLetterFigures
 from lab.kernel.sources import SourceSpec, parse_spec
 
 MANIFEST = "series.toml"
@@ -40,6 +44,14 @@ class Series:
     newest: str
     source: SourceSpec
     baseline_features: tuple[str, ...] = ()
+    # What its cover letter measured (cover-letter-figures.toml), if the series says.
+    cover_letter: CoverLetterFigures | None = None
+
+    def report_inputs(self) -> dict:
+        """What a run records of the series for its report (lab/kernel/letter_figures.py)."""
+        if self.cover_letter is None:
+            return {}
+        return {letter_figures.RECORD_KEY: self.cover_letter.to_dict()}
 
     def version(self, name: str) -> Version:
         for v in self.versions:
@@ -116,4 +128,4 @@ def load_series(folder: Path) -> Series:
     if newest not in names:
         raise ConfigError(f"{where}: `newest` = {newest!r} is not a version")
     return Series(name, folder, str(data.get("description", "")), baseline, tuple(versions),
-                  newest, source, baseline_features)
+                  newest, source, baseline_features, letter_figures.load(folder))

@@ -27,16 +27,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from lab import pipeline
 from lab.config import LabConfig
 from lab.errors import BootError, BuildError, ConfigError, KernelFailure
-from lab.host import cache, proc
+from lab.host import cache
+from lab.kernel import build, patching
 from lab.kernel.build import Variant
 from lab.kernel.series import load_series
 from lab.mutate import mutants
 from lab.mutate.mutants import Mutant
+from lab.report import document
+from lab.report import junit as junit_xml
+from lab.report.document import Block, Table
 from lab.shard import Shard, select
 from lab.suite import catalog, checks
 from lab.ui import Ui
@@ -124,21 +127,23 @@ def _patched_c_files(patches: Sequence[Path]) -> list[str]:
 
 
 def _image_of(tree: Path, relpaths: Sequence[str], patches: Sequence[Path],
-              log_path: Path) -> dict[str, str]:
-    """The files' text after `patches`, applied to copies (never the shared tree)."""
+              log_path: Path, *, strict: bool = False) -> dict[str, str]:
+    """The files' text after `patches`, applied exactly as a build applies
+    them (build.apply_patches: mboxes mail by mail, the fuzz ladder, `strict`)
+    to a scratch tree holding copies of just the files the patches name; the
+    shared source tree is never written. A file absent afterwards reads as ""."""
+    named = [*relpaths]
+    for patch in patches:
+        named += patching.diff_paths(patch.read_text(errors="replace"))
     with tempfile.TemporaryDirectory(prefix="lab-mutate-") as tmp:
-        work = Path(tmp)
-        for rel in relpaths:
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tmp) / "tree"
+        work.mkdir()
+        for rel in dict.fromkeys(named):
             if (tree / rel).is_file():
+                (work / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(tree / rel, work / rel)
-        includes = [f"--include={rel}" for rel in relpaths]
-        for patch in patches:
-            res = proc.run(["git", "apply", "--unidiff-zero", *includes, str(patch.resolve())],
-                           timeout=60, cwd=work, log_path=log_path, check=False)
-            if not res.ok:
-                raise ConfigError(f"{patch}: does not apply to {', '.join(relpaths)}",
-                                  excerpt=res.tail())
+        build.make_source_tree(work)
+        build.apply_patches(work, patches, log_path, strict=strict)
         return {rel: (work / rel).read_text() if (work / rel).is_file() else ""
                 for rel in relpaths}
 
@@ -158,8 +163,8 @@ def targets(v: Variant, own: Sequence[Path], log_path: Path) -> list[Target]:
         raise ConfigError("the patch changes no C file: "
                           + ", ".join(str(p) for p in own))
     base = [p for p in v.patches if p not in own]
-    before = _image_of(v.source.path, files, base, log_path)
-    after = _image_of(v.source.path, files, v.patches, log_path)
+    before = _image_of(v.source.path, files, base, log_path, strict=v.strict)
+    after = _image_of(v.source.path, files, v.patches, log_path, strict=v.strict)
     out = []
     for rel in files:
         changed = mutants.changed_functions(before[rel], after[rel])
@@ -237,13 +242,13 @@ def _one(cfg: LabConfig, v: Variant, target: Target, mutant: Mutant, img, accel,
     start = time.monotonic()
     log_dir = out / "logs" / mutant.key
     try:
-        build = pipeline.build_variants(cfg, [mv], log_dir, ui)[0]
+        built = pipeline.build_variants(cfg, [mv], log_dir, ui)[0]
     except BuildError as exc:
         return dataclasses.replace(base, status=Status.BUILD_FAILED,
                                    detail=(exc.excerpt or str(exc))[-600:],
                                    build_s=time.monotonic() - start)
     build_s = time.monotonic() - start
-    p = pipeline.Prepared({MUTANT_VARIANT: build}, img, accel, {})
+    p = pipeline.Prepared({MUTANT_VARIANT: built}, img, accel, {})
     start = time.monotonic()
     pending = list(catalog.CASES)
     try:
@@ -278,49 +283,48 @@ def write(report: MutationReport, out: Path) -> None:
     (out / "junit.xml").write_text(junit(report))
 
 
-def markdown(report: MutationReport) -> str:
+_MATRIX_COLUMNS = (Status.KILLED, Status.TIMED_OUT, Status.SURVIVED, Status.BUILD_FAILED,
+                   Status.EQUIVALENT)
+
+
+def blocks(report: MutationReport) -> list[Block]:
+    """The kill matrix as document blocks (lab/report/document.py renders them)."""
     score = "n/a" if report.score is None else f"{100 * report.score:.0f}%"
     status = Counter(o.status for o in report.outcomes)
-    lines = [f"# Mutation testing: {report.variant}", "",
-             f"Functions: {', '.join(report.functions)}. {report.generated} mutants generated, "
-             f"{len(report.outcomes)} run. **Score {score}** (killed / (built - equivalent)).",
-             "", " · ".join(f"{k}: {n}" for k, n in sorted(status.items())), "",
-             "| operator | killed | timed-out | survived | build-failed | equivalent |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for op, counts in _by_operator(report.outcomes).items():
-        lines.append(f"| {op} | " + " | ".join(str(counts.get(s, 0)) for s in
-                                                 (Status.KILLED, Status.TIMED_OUT, Status.SURVIVED,
-                                                  Status.BUILD_FAILED, Status.EQUIVALENT)) + " |")
-    lines += ["", "| mutant | operator | where | status | by | build s | test s |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for o in report.outcomes:
-        lines.append(f"| `{o.key}` | {o.operator} | {o.function}:{o.line} | {o.status} | "
-                     f"{o.killed_by} | {o.build_s:.0f} | {o.test_s:.0f} |")
-    for o in report.outcomes:
-        if o.status in (Status.SURVIVED, Status.EQUIVALENT):
-            lines += ["", f"## {o.status}: `{o.key}` {o.summary}", ""]
-            if o.detail:
-                lines += [o.detail, ""]
-            lines += ["```diff", o.diff.rstrip(), "```"]
-    return "\n".join(lines) + "\n"
+    counts = " · ".join(f"{k}: {n}" for k, n in sorted(status.items()))
+    by_op = Table(("operator", *_MATRIX_COLUMNS),
+                  tuple((op, *(str(c.get(s, 0)) for s in _MATRIX_COLUMNS))
+                        for op, c in _by_operator(report.outcomes).items()))
+    matrix = Table(("mutant", "operator", "where", "status", "by", "build s", "test s"),
+                   tuple((f"`{o.key}`", o.operator, f"{o.function}:{o.line}", o.status,
+                          o.killed_by, f"{o.build_s:.0f}", f"{o.test_s:.0f}")
+                         for o in report.outcomes))
+    out = [Block("Score", paragraphs=(
+        f"Functions: {', '.join(report.functions)}. {report.generated} mutants generated, "
+        f"{len(report.outcomes)} run. **Score {score}** (killed / (built - equivalent)).",
+        *([counts] if counts else [])), tables=(by_op,)),
+        Block("Mutants", tables=(matrix,))]
+    out += [Block(f"{o.status}: `{o.key}` {o.summary}",
+                  paragraphs=(o.detail,) if o.detail else (), pre=(o.diff.rstrip(),))
+            for o in report.outcomes if o.status in (Status.SURVIVED, Status.EQUIVALENT)]
+    return out
+
+
+def markdown(report: MutationReport) -> str:
+    return document.markdown(f"Mutation testing: {report.variant}", blocks(report))
 
 
 def junit(report: MutationReport) -> str:
-
-    failures = sum(o.status == Status.SURVIVED for o in report.outcomes)
-    skipped = sum(o.status in (Status.BUILD_FAILED, Status.EQUIVALENT) for o in report.outcomes)
+    """JUnit XML: a survivor fails, a mutant that did not build or is
+    equivalent is skipped (lab/report/junit.py cleans every text)."""
     cases = []
     for o in report.outcomes:
-        name = quoteattr(f"{o.key} {o.summary}")
-        inner = ""
-        if o.status == Status.SURVIVED:
-            inner = (f'<failure message="survived: no case failed">'
-                     f"{escape(o.diff)}</failure>")
-        elif o.status in (Status.BUILD_FAILED, Status.EQUIVALENT):
-            inner = f"<skipped message={quoteattr(o.status + ': ' + o.detail[:200])}/>"
-        cases.append(f'  <testcase classname="mutate.{o.operator}" name={name} '
-                     f'time="{o.build_s + o.test_s:.1f}">{inner}</testcase>')
-    return ('<?xml version="1.0" encoding="utf-8"?>\n'
-            f'<testsuite name="lab mutate {escape(report.variant)}" tests="{len(cases)}" '
-            f'failures="{failures}" skipped="{skipped}">\n' + "\n".join(cases)
-            + "\n</testsuite>\n")
+        failed = o.status == Status.SURVIVED
+        skipped = o.status in (Status.BUILD_FAILED, Status.EQUIVALENT)
+        cases.append(junit_xml.Case(
+            f"mutate.{o.operator}", f"{o.key} {o.summary}", o.build_s + o.test_s,
+            failure="survived: no case failed" if failed else None,
+            failure_text=o.diff if failed else "",
+            skipped=f"{o.status}: {o.detail[:200]}" if skipped else None))
+    name = f"lab mutate {report.variant}"
+    return junit_xml.render(name, [junit_xml.Suite(name, tuple(cases))])

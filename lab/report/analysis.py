@@ -10,15 +10,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from lab.kernel import letter_figures
+from lab.kernel.features import PARALLEL_DIRECT_WRITES
+from lab.kernel.letter_figures import CoverLetterFigures, LetterWorkload
 from lab.report.stats import Comparison, Summary, compare, gain_interval, gain_pct, summarize
-from lab.results import (
-    ORIGINAL_BW_MIB,
-    ORIGINAL_GAIN_PCT,
-    SHARED_WORKLOADS,
-    BenchSample,
-    RunResults,
-    original_gain_pct,
-)
+from lab.results import SHARED_WORKLOADS, BenchSample, RunResults
 
 MODE_ORDER = ("latency", "null")
 WORKLOAD_ORDER = ("ssf", "ssf-presized", "fpj")
@@ -31,6 +27,11 @@ def order(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
     """The distinct values, `preferred` ones first in that order, then the rest sorted."""
     present = set(values)
     return [v for v in preferred if v in present] + sorted(present - set(preferred))
+
+
+def figures_of(results: RunResults) -> CoverLetterFigures | None:
+    """The series' cover-letter figures the run recorded (none: no "original" anywhere)."""
+    return letter_figures.recorded(results.inputs)
 
 
 def mean(values: Iterable[float]) -> float | None:
@@ -87,9 +88,8 @@ def _ideal(results: RunResults, variant: str, workload: str, numjobs: int, is_ne
     """
     if workload not in SHARED_WORKLOADS:
         return float(numjobs)
-    parallel = results.has_parallel_writes(variant)
-    if parallel is None:
-        parallel = is_new
+    claimed = results.features(variant)
+    parallel = is_new if claimed is None else PARALLEL_DIRECT_WRITES in claimed
     return float(numjobs) if parallel else 1.0
 
 
@@ -97,6 +97,7 @@ def comparison_table(
     results: RunResults, base: str = "baseline", new: str = "patched"
 ) -> list[Row]:
     """Rows ordered by mode, workload and numjobs, for every combination measured."""
+    figures = figures_of(results)
     groups: dict[tuple[str, str, int, str], list[BenchSample]] = defaultdict(list)
     for s in results.samples:
         groups[(s.mode, s.workload, s.numjobs, s.variant)].append(s)
@@ -140,7 +141,8 @@ def comparison_table(
                         ),
                         speedup_base=speedup(mode, workload, n, base),
                         speedup_new=speedup(mode, workload, n, new),
-                        original_gain_pct=original_gain_pct(workload, n),
+                        original_gain_pct=(figures.stated_gain_pct(workload, n)
+                                           if figures else None),
                     )
                 )
     return rows
@@ -242,28 +244,32 @@ class GainCurve:
     points: tuple[GainPoint, ...]
 
 
-def original_raw_gain_pct(workload: str) -> dict[int, float]:
-    """The cover letter's gains recomputed from its own raw bandwidths."""
-    base, new = ORIGINAL_BW_MIB["baseline"].get(workload), ORIGINAL_BW_MIB["patched"].get(workload)
-    if not base or not new:
-        return {}
+def original_raw_gain_pct(workload: LetterWorkload) -> dict[int, float]:
+    """The cover letter's gains for its `workload` recomputed from its own raw bandwidths."""
+    base, new = workload.unpatched_mib, workload.patched_mib
     return {n: gain_pct(base[n], new[n]) for n in sorted(base) if n in new}
 
 
-def gain_curves(rows: Sequence[Row], mode: str) -> list[GainCurve]:
-    """Our gain per workload in `mode`, then the cover letter's SSF (stated and raw)
-    and file-per-job (raw) curves, which were measured once, on bare metal."""
+def gain_curves(rows: Sequence[Row], mode: str,
+                figures: CoverLetterFigures | None = None) -> list[GainCurve]:
+    """Our gain per workload in `mode`, then the cover letter's (from `figures`):
+    as it states them where it states a gain, and from its raw bandwidths;
+    measured once, on its own machine."""
     curves = []
     in_mode = [r for r in rows if r.mode == mode and r.comparison]
     for workload in order((r.workload for r in in_mode), WORKLOAD_ORDER):
         points = tuple(GainPoint(r.numjobs, r.comparison.gain_pct, r.gain_interval)
                        for r in in_mode if r.workload == workload and r.comparison)  # fmt: skip
         curves.append(GainCurve(f"ours: {workload}", "ours", points))
-    stated = ORIGINAL_GAIN_PCT["ssf"]
-    curves.append(GainCurve("cover letter: ssf, stated", "stated",
-                            tuple(GainPoint(n, g) for n, g in sorted(stated.items()))))
-    for workload in ("ssf", "fpj"):
-        raw = original_raw_gain_pct(workload)
-        curves.append(GainCurve(f"cover letter: {workload}, from its raw numbers", "raw",
+    if figures is None:
+        return curves
+    for w in figures.workloads:
+        if not w.unchanged:
+            curves.append(GainCurve(f"cover letter: {w.name}, stated", "stated",
+                                    tuple(GainPoint(n, g)
+                                          for n, g in sorted(w.stated_gain_pct.items()))))
+    for w in figures.workloads:
+        raw = original_raw_gain_pct(w)
+        curves.append(GainCurve(f"cover letter: {w.name}, from its raw numbers", "raw",
                                 tuple(GainPoint(n, g) for n, g in raw.items())))
     return curves

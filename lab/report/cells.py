@@ -25,7 +25,7 @@ def num(value: float | None, digits: int = 1) -> str:
 
 
 def stated(value: float | None) -> str:
-    """A cover-letter percentage as printed there (+630.33%, +42%)."""
+    """A cover-letter percentage as printed there (+99.25%, +7%)."""
     return DASH if value is None else f"{value:+g}%"
 
 

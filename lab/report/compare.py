@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import ConfigError
+from lab.kernel import letter_figures
 from lab.report import document
 from lab.report.analysis import MODE_ORDER, comparison_table, headline, order
 from lab.report.plots import render_gain_plots, render_plots, slug
@@ -98,8 +99,10 @@ def _runs_block(a: RunResults, b: RunResults, differing: Sequence[str]) -> docum
         bullets.append(f"repeats differ ({ra} vs {rb}): only the intervals change")
     bullets += [f"FORCED: benchmark setting {k} differs: {a.inputs['bench'].get(k)!r} vs "
                 f"{b.inputs['bench'].get(k)!r}" for k in differing]  # fmt: skip
+    # The cover letter's figures are what a report sets beside a run, not what it measured.
     others = sorted(k for k in set(a.inputs) | set(b.inputs)
-                    if k != "bench" and a.inputs.get(k) != b.inputs.get(k))  # fmt: skip
+                    if k not in ("bench", letter_figures.RECORD_KEY)
+                    and a.inputs.get(k) != b.inputs.get(k))  # fmt: skip
     if others:
         bullets.append("other inputs that differ (kernels, image, VM): " + ", ".join(others))
     return document.Block("Runs compared", bullets=tuple(bullets))
@@ -108,14 +111,15 @@ def _runs_block(a: RunResults, b: RunResults, differing: Sequence[str]) -> docum
 def _pair_block(pair: Pair, prefix: str) -> document.Block:
     rows = comparison_table(pair.results, pair.base, pair.new)
     top = headline(rows)
-    children = [headline_card(top, pair.base, pair.new, cover_letter=False)] if top else []
+    # No cover letter here: its figures belong to one series, a comparison to two runs.
+    children = [headline_card(top, pair.base, pair.new)] if top else []
     children += [dataclasses.replace(
-        comparison_block(mode, [r for r in rows if r.mode == mode], pair.base, pair.new,
-                         cover_letter=False), level=3)
+        comparison_block(mode, [r for r in rows if r.mode == mode], pair.base, pair.new),
+        level=3)
         for mode in order((r.mode for r in rows), MODE_ORDER)]  # fmt: skip
     if top:
         children.append(dataclasses.replace(
-            gain_block(rows, pair.base, pair.new, cover_letter=False), level=3))
+            gain_block(rows, pair.base, pair.new), level=3))
     children = [dataclasses.replace(c, figures=tuple(prefix + f for f in c.figures))
                 for c in children]  # fmt: skip
     return document.Block(f"{pair.new} against {pair.base}", children=tuple(children))
@@ -147,7 +151,7 @@ def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, *,
         rows = comparison_table(pair.results, pair.base, pair.new)
         # No ideal line: scaling from one run's variant says nothing about the other's.
         plots = render_plots(pair.results, plots_dir, pair.base, pair.new, ideal=False)
-        plots += render_gain_plots(rows, plots_dir, pair.base, pair.new, cover_letter=False)
+        plots += render_gain_plots(rows, plots_dir, pair.base, pair.new)
         images.update({prefix + p.stem: p for p in plots if p.suffix == ".png"})
         blocks.append(_pair_block(pair, prefix))
     title = f"kernel-lab comparison: {b.run_id} against {a.run_id}"

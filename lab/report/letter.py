@@ -1,7 +1,7 @@
 """report.txt: our numbers in the cover letter's own format, ready to paste.
 
 The cover letter lists, per kernel and workload, one fio summary line per
-numjobs (`numjobs: 4 WRITE: bw=4794MiB/s (5027MB/s), ...`), then "SSF gain
+numjobs (`numjobs: 4 WRITE: bw=1234MiB/s (1294MB/s), ...`), then "SSF gain
 in percentage" lines. We print the same lines from our samples: bw is the
 mean over the repeats and the range is the slowest to the fastest repeat
 (fio's range is over the jobs of one run, which group_reporting makes equal).
@@ -22,7 +22,7 @@ TITLES = {"fpj": "File per job", "ssf": "SSF", "ssf-presized": "SSF (presized)"}
 
 def fio_rate(bytes_per_s: float, base: int) -> str:
     """A rate the way fio prints it: at most 4 digits before the unit, e.g.
-    3441MiB/s, 14.9GiB/s (base 1024) or 3608MB/s, 15.0GB/s (base 1000)."""
+    1234MiB/s, 12.5GiB/s (base 1024) or 1294MB/s, 13.4GB/s (base 1000)."""
     units = ("B", "KiB", "MiB", "GiB", "TiB") if base == 1024 else ("B", "kB", "MB", "GB", "TB")
     value, i = float(bytes_per_s), 0
     while value >= 10000 and i < len(units) - 1:
@@ -37,7 +37,7 @@ def _both(bytes_per_s: float) -> str:
 
 
 def _gain(value: float) -> str:
-    """+42%, +246.8%, +630.33%: the cover letter's spelling."""
+    """+7%, +12.5%, +99.25%: the cover letter's spelling."""
     text = f"{value:+.2f}".rstrip("0").rstrip(".")
     return f"{text}%"
 

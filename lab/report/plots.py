@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lab.kernel.letter_figures import CoverLetterFigures
 from lab.report.analysis import MODE_ORDER, WORKLOAD_ORDER, Row, gain_curves, order
 from lab.report.stats import summarize
 from lab.results import RunResults
@@ -118,18 +119,18 @@ def render_plots(
 
 def render_gain_plots(
     rows: Sequence[Row], outdir: Path, base: str = "baseline", new: str = "patched",
-    *, cover_letter: bool = True,
+    *, figures: CoverLetterFigures | None = None,
 ) -> list[Path]:
     """Gain of `new` over `base` vs jobs, one figure per mode; PNG and SVG.
 
     Our curves carry the gain's 95% range as error bars (none with one run
-    per side). With `cover_letter`, its SSF gains as stated and as its own
-    raw bandwidths give them, and its file-per-job gains, are drawn too.
+    per side). Given the series' cover-letter `figures`, its gains as stated
+    and as its own raw bandwidths give them are drawn too.
     """
     outdir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for mode in order((r.mode for r in rows if r.comparison), MODE_ORDER):
-        curves = [c for c in gain_curves(rows, mode) if cover_letter or c.source == "ours"]
+        curves = gain_curves(rows, mode, figures)
         ticks = sorted({p.numjobs for c in curves for p in c.points})
         with _figure(height=5.2) as (fig, ax):
             ax.axhline(0, color="black", linewidth=0.8)

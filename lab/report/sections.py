@@ -8,11 +8,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from lab.kernel import letter_figures
+from lab.kernel.letter_figures import CoverLetterFigures
 from lab.report.analysis import (
     MODE_ORDER,
     Row,
     VariantVerdict,
     comparison_table,
+    figures_of,
     gain_curves,
     headline,
     order,
@@ -25,7 +28,7 @@ from lab.report.letter import letter_text
 from lab.report.narrative import explanation
 from lab.report.plots import bandwidth_name, gain_name
 from lab.report.stats import Summary, significance_rule
-from lab.results import ORIGINAL_BW_MIB, ORIGINAL_GAIN_PCT, CheckResult, RunResults
+from lab.results import CheckResult, RunResults
 from lab.suite import ab
 
 MODE_WHAT = {
@@ -83,7 +86,7 @@ def _variant_card(v: VariantVerdict) -> Block:
                  tone=tone)
 
 
-def headline_card(r: Row, base: str, new: str, *, cover_letter: bool = True) -> Block:
+def headline_card(r: Row, base: str, new: str, *, cover_letter: bool = False) -> Block:
     c = r.comparison
     assert c is not None
     where = f"{r.workload}, {r.numjobs} jobs, {r.mode} mode"
@@ -109,7 +112,7 @@ def verdict_block(results: RunResults, rows: Sequence[Row], base: str, new: str)
     cards = []
     top = headline(rows)
     if top is not None:
-        cards.append(headline_card(top, base, new))
+        cards.append(headline_card(top, base, new, cover_letter=figures_of(results) is not None))
     paras = []
     if results.checks:
         cards += [_variant_card(v) for v in verdicts(results, (base, new))]
@@ -124,8 +127,19 @@ def verdict_block(results: RunResults, rows: Sequence[Row], base: str, new: str)
 # Comparisons
 
 
+def _original_note(figures: CoverLetterFigures) -> str:
+    """What the "original gain" column holds, from the figures' own mapping."""
+    stated = " and ".join(w.label for w in figures.workloads if not w.unchanged)
+    how = [f"{o} is compared with {w.name}" for w in figures.workloads for o in w.ours
+           if o != w.name]
+    how += [f"{w.name} was reported unchanged" for w in figures.workloads if w.unchanged]
+    return (f" Original gain: the cover letter's stated {stated} gain"
+            + (f" ({'; '.join(how)})" if how else "") + ".")
+
+
 def comparison_block(mode: str, rows: Sequence[Row], base: str, new: str,
-                     *, cover_letter: bool = True) -> Block:
+                     *, figures: CoverLetterFigures | None = None) -> Block:
+    cover_letter = figures is not None
     headers = ("workload", "jobs", f"{base} MiB/s (±ci95, n)", f"{new} MiB/s (±ci95, n)",
                "gain", "significant", "WRITEs in flight b/p")
     main = tuple(
@@ -139,10 +153,9 @@ def comparison_block(mode: str, rows: Sequence[Row], base: str, new: str,
                      _speed(r.speedup_new, r.ideal_speedup_new)) for r in rows)  # fmt: skip
     scale_headers = ("workload", "jobs", f"{base} vs 1 job", f"{new} vs 1 job")
     note = significance_rule()
-    if cover_letter:
+    if figures is not None:
         headers += ("original gain",)
-        note += (" Original gain: the cover letter's stated SSF gain (ssf-presized is compared "
-                 "with ssf; fpj was reported unchanged).")  # fmt: skip
+        note += _original_note(figures)
     workloads = list(dict.fromkeys(r.workload for r in rows))
     return Block(
         title=_mode_title(mode),
@@ -154,22 +167,23 @@ def comparison_block(mode: str, rows: Sequence[Row], base: str, new: str,
     )  # fmt: skip
 
 
-def gain_block(rows: Sequence[Row], base: str, new: str, *, cover_letter: bool = True) -> Block:
-    """Our gain per jobs (beside the cover letter's), per mode, with the plot."""
+def gain_block(rows: Sequence[Row], base: str, new: str,
+               *, figures: CoverLetterFigures | None = None) -> Block:
+    """Our gain per jobs (beside the cover letter's, given its figures), per mode,
+    with the plot."""
+    cover_letter = figures is not None
     modes = order((r.mode for r in rows if r.comparison), MODE_ORDER)
     tables = []
     for mode in modes:
-        curves = [c for c in gain_curves(rows, mode) if cover_letter or c.source == "ours"]
+        curves = gain_curves(rows, mode, figures)
         jobs = sorted({p.numjobs for c in curves for p in c.points})
         cells = {(c.label, p.numjobs): pct(p.gain_pct) for c in curves for p in c.points}
         tables.append(Table(("jobs", *(f"{c.label} ({mode})" for c in curves)),
                             tuple((str(n), *(cells.get((c.label, n), DASH) for c in curves))
                                   for n in jobs)))  # fmt: skip
     what = "Ours with its 95% range" if cover_letter else "The gain with its 95% range"
-    if cover_letter:
-        what += ("; the cover letter's SSF gains as it states them and as its own raw "
-                 "bandwidths give them (they disagree for 1-8 jobs), and its file-per-job "
-                 "gains. It measured bare metal; compare shapes, not magnitudes.")
+    if figures is not None:
+        what += "; " + figures.curves
     return Block(
         f"Gain of {new} over {base} vs jobs" + (", beside the cover letter" if cover_letter
                                                  else ""),
@@ -179,21 +193,17 @@ def gain_block(rows: Sequence[Row], base: str, new: str, *, cover_letter: bool =
     )  # fmt: skip
 
 
-def original_block() -> Block:
+def original_block(figures: CoverLetterFigures) -> Block:
     rows = []
-    for workload in ("ssf", "fpj"):
-        raw = original_raw_gain_pct(workload)
-        for n, b in ORIGINAL_BW_MIB["baseline"][workload].items():
-            p = ORIGINAL_BW_MIB["patched"][workload][n]
-            rows.append((workload, str(n), f"{b:.0f}", f"{p:.0f}", pct(raw.get(n)),
-                         stated(ORIGINAL_GAIN_PCT[workload].get(n))))  # fmt: skip
+    for w in figures.workloads:
+        raw = original_raw_gain_pct(w)
+        for n, b in w.unpatched_mib.items():
+            p = w.patched_mib[n]
+            rows.append((w.name, str(n), f"{b:.0f}", f"{p:.0f}", pct(raw.get(n)),
+                         stated(w.stated_gain_pct.get(n))))  # fmt: skip
     return Block(
-        title="Cover letter figures (bare metal, 2022)",
-        paragraphs=(
-            "Raw WRITE bandwidths from the FOPEN_PARALLEL_DIRECT_WRITES cover letter. Its "
-            "stated SSF gains for 1-8 jobs do not follow from its own raw numbers; both are "
-            "shown.",
-        ),
+        title=figures.title,
+        paragraphs=(figures.about,),
         tables=(Table(("workload", "jobs", "unpatched MiB/s", "patched MiB/s", "gain from raw",
                        "stated gain"), tuple(rows)),),
     )  # fmt: skip
@@ -270,9 +280,12 @@ def _compact(v: Any, limit: int = 40) -> str:
 
 
 def inputs_blocks(results: RunResults) -> list[Block]:
+    # The cover letter's figures, recorded with the inputs, have their own block
+    # (original_block); results.json keeps them.
+    inputs = {k: v for k, v in results.inputs.items() if k != letter_figures.RECORD_KEY}
     bullets = (f"run: {results.run_id}", f"created: {results.created}",
                f"accelerator: {results.accel or 'unknown'}",
-               *(f"{k}: {_compact(v)}" for k, v in results.inputs.items()))  # fmt: skip
+               *(f"{k}: {_compact(v)}" for k, v in inputs.items()))  # fmt: skip
     blocks = [Block("Inputs", bullets=bullets)]
     if results.variants:
         vrows = tuple(
@@ -288,7 +301,7 @@ def inputs_blocks(results: RunResults) -> list[Block]:
          f"{s.iops:.0f}", str(s.max_inflight), str(s.extending_writes), str(s.write_delay_us))
         for s in results.samples
     )  # fmt: skip
-    raw = json.dumps({"inputs": results.inputs, "variants": results.variants}, indent=2,
+    raw = json.dumps({"inputs": inputs, "variants": results.variants}, indent=2,
                      sort_keys=True, default=str)  # fmt: skip
     blocks.append(Block(
         "Raw records (inputs, variants, every fio run)", collapsed=True, pre=(raw,),
@@ -302,14 +315,17 @@ def inputs_blocks(results: RunResults) -> list[Block]:
 def blocks(results: RunResults, base: str = "baseline", new: str = "patched") -> list[Block]:
     """The whole report, in reading order."""
     rows = comparison_table(results, base, new)
+    figures = figures_of(results)
     out = [verdict_block(results, rows, base, new)]
     if rows:
         for mode in order((r.mode for r in rows), MODE_ORDER):
-            out.append(comparison_block(mode, [r for r in rows if r.mode == mode], base, new))
+            out.append(comparison_block(mode, [r for r in rows if r.mode == mode], base, new,
+                                        figures=figures))
         if any(r.comparison for r in rows):
-            out.append(gain_block(rows, base, new))
+            out.append(gain_block(rows, base, new, figures=figures))
         out.append(Block("Explanation", paragraphs=tuple(explanation(results, rows, base, new))))
-        out.append(original_block())
+        if figures is not None:
+            out.append(original_block(figures))
     if results.checks:
         out.append(checks_block(results.checks))
         out += subtests_blocks(results.checks)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lab.report import document, sections
-from lab.report.analysis import comparison_table
+from lab.report.analysis import comparison_table, figures_of
 from lab.report.junit import render_junit
 from lab.report.letter import letter_text
 from lab.report.plots import render_gain_plots, render_plots
@@ -50,7 +50,8 @@ def write_report(
     paths = {"results": results.save(outdir / "results.json")}
     plots_dir = outdir / "plots"
     plots = render_plots(results, plots_dir, base, new)
-    plots += render_gain_plots(comparison_table(results, base, new), plots_dir, base, new)
+    plots += render_gain_plots(comparison_table(results, base, new), plots_dir, base, new,
+                               figures=figures_of(results))
     links = [p.relative_to(outdir).as_posix() for p in plots if p.suffix == ".png"]
     writes = {
         "markdown": (outdir / "report.md", render_markdown(results, base, new, links)),

@@ -270,12 +270,18 @@ def run_fsx(guest: Guest, mount_path: str, options: FsxOptions) -> FsxResult:
     return parse_fsx(res.stdout)
 
 
+def check_soak(total_s: float, chunk_s: float, where: str = "lab fsx") -> None:
+    """A soak's bounds (`lab fsx --duration/--chunk`), checked here only."""
+    for option, value in (("--duration", total_s), ("--chunk", chunk_s)):
+        if not value > 0:
+            raise ConfigError(f"{where}: {option} must be more than 0 seconds, not {value}")
+
+
 def soak(guest: Guest, mount_path: str, options: FsxOptions, total_s: float, chunk_s: float,
          on_run: Callable[[int, int, FsxResult], None] | None = None) -> list[FsxResult]:
     """Runs of `chunk_s` seconds with seeds seed, seed+1, ... until `total_s`
     have passed or one fails; each run is reproducible on its own."""
-    if total_s <= 0 or chunk_s <= 0:
-        raise ConfigError("lab fsx: --duration and --chunk must be more than 0 seconds")
+    check_soak(total_s, chunk_s)
     count = max(1, math.ceil(total_s / chunk_s - 1e-9))
     results: list[FsxResult] = []
     for i in range(count):

@@ -87,3 +87,16 @@ def test_a_soak_summary_names_the_failing_seed_and_its_replay():
 def test_skip_reasons_add_up_over_runs():
     assert fsx.skip_reasons([_result(1, True), _result(2, True)]) == [
         "MAP_SHARED refused 8x, MAP_PRIVATE used"]
+
+
+@pytest.mark.parametrize("total, chunk, message", [
+    (0, 1, "--duration must be more than 0 seconds, not 0"),
+    (10, -1, "--chunk must be more than 0 seconds, not -1"),
+    (float("nan"), 1, "--duration must be more than 0 seconds, not nan"),
+])
+def test_the_soak_bounds_are_one_check_for_the_cli_and_the_soak(total, chunk, message):
+    """options_from (before any build) and fsx.soak (the library) say the same."""
+    with pytest.raises(ConfigError, match=message):
+        soak.options_from(parse("--duration", str(total), "--chunk", str(chunk)))
+    with pytest.raises(ConfigError, match=message):
+        fsx.soak(None, "/unused", fsx.FsxOptions(), total, chunk)  # type: ignore[arg-type]

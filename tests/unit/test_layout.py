@@ -10,6 +10,7 @@ import ast
 from pathlib import Path
 
 import lab
+from lab.kernel.features import KNOWN
 
 TOP = Path(lab.__file__).resolve().parent
 
@@ -118,3 +119,13 @@ def test_the_stages_are_folders_and_the_top_holds_only_entry_points_and_shared_m
     top = sorted(p.stem for p in TOP.glob("*.py"))
     assert top == ["__init__", "cli", "config", "errors", "pipeline", "pytest_plugin", "results",
                    "shard", "ui", "usage", "verdict"]
+
+
+def test_a_feature_name_is_written_in_code_once():
+    """lab/kernel/features.py defines the names; code elsewhere uses its constants."""
+    home = TOP / "kernel" / "features.py"
+    found = [f"{p.relative_to(TOP.parent)}:{node.lineno} {node.value}"
+             for p in TOP.rglob("*.py") if p != home
+             for node in ast.walk(ast.parse(p.read_text()))
+             if isinstance(node, ast.Constant) and node.value in KNOWN]
+    assert not found, "\n".join(found)

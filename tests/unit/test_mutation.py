@@ -1,13 +1,21 @@
-"""Mutant generation on kernel-style C written for the test (pure, no builds)."""
+"""Mutant generation on kernel-style C written for the test (pure, no builds), and the
+variant's files worked out on a toy tree through the builds' patching path, and the kill
+matrix rendered by lab/report."""
 
 from __future__ import annotations
 
+import re
+import xml.etree.ElementTree as ET
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from junitparser import Failure, JUnitXml, Skipped
 
-from lab.errors import ConfigError
-from lab.mutate import mutants
+from lab.errors import ConfigError, PatchError
+from lab.kernel import build, gittree, patching
+from lab.kernel.build import KernelSource, Variant, apply_patches
+from lab.mutate import job, mutants
 
 BEFORE = """\
 /* a comment with inode_lock(x) and a > b in it */
@@ -147,3 +155,125 @@ def test_the_operators_for_the_shapes_of_a_write():
     assert {m.replacement for m in conj} >= {"(excl) && !(iocb->ki_flags & IOCB_DIRECT)"}
     for m in conj + [m for m in every if m.operator in ("arith-drop", "flag-source")]:
         assert m.apply(AFTER) != AFTER
+
+
+# --- the variant's files, patched the way a build patches them -----------------------
+
+MAIL = ("From {sha} Mon Sep 17 00:00:00 2001\nFrom: Dev <dev@example.invalid>\n"
+        "Subject: [PATCH {n}/1] {subject}\n\n{body}\n")
+
+
+def _toy_variant(tmp_path: Path, *, strict: bool = False):
+    """A lab-owned tree, a baseline that also edits a non-C file, and the
+    variant's own change as an mbox (cover letter + one mail) whose context
+    matches the tree only with fuzz: what a build applies, a bare `git apply`
+    refuses."""
+    tree = tmp_path / "tree"
+    (tree / "fs/fuse").mkdir(parents=True)
+    (tree / "Documentation").mkdir()
+    (tree / "fs/fuse/file.c").write_text(BEFORE)
+    (tree / "Documentation/fuse.rst").write_text("FUSE\n====\n")
+    build.make_source_tree(tree)
+    based, patched = (t.replace("a comment with", "a baseline comment with")
+                      for t in (BEFORE, AFTER))
+    base = tmp_path / "baseline.patch"
+    base.write_text(mutants.unified_diff("fs/fuse/file.c", BEFORE, based)
+                    + mutants.unified_diff("Documentation/fuse.rst", "FUSE\n====\n",
+                                           "FUSE\n====\nNo parallel writes.\n"))
+    # The author's tree had this line otherwise: three lines above the change.
+    line = "\tstruct inode *inode = file_inode(iocb->ki_filp);"
+    drift = "\tstruct inode *inode = iocb->ki_filp->f_inode;"
+    diff = mutants.unified_diff("fs/fuse/file.c", based.replace(line, drift),
+                                patched.replace(line, drift))
+    own = tmp_path / "own.mbox"
+    own.write_text(MAIL.format(sha="0" * 40, n=0, subject="the cover letter", body="Why.")
+                   + MAIL.format(sha="1" * 40, n=1, subject="fuse: parallel writes",
+                                 body="The change.\n---\n" + diff))
+    src = KernelSource("k", tree, "a toy tree", commit=gittree.head(tree))
+    return Variant("toy", src, (base, own), (), strict=strict), own, patched
+
+
+def test_targets_apply_the_patches_through_the_builds_path(tmp_path, monkeypatch):
+    v, own, patched = _toy_variant(tmp_path)
+    calls = []
+
+    def spy(tree, patches, log_path, **kw):
+        result = apply_patches(tree, patches, log_path, **kw)
+        calls.append(([p.name for p in patches], kw, [a.fuzz for a in result.applied]))
+        return result
+
+    monkeypatch.setattr(build, "apply_patches", spy)
+    (target,) = job.targets(v, [own], tmp_path / "mutate-apply.log")
+    # the baseline alone, then every patch; the mbox's one mail needed fuzz 1
+    assert calls == [(["baseline.patch"], {"strict": False}, [0]),
+                     (["baseline.patch", "own.mbox"], {"strict": False}, [0, 1])]
+    assert target.path == "fs/fuse/file.c" and target.functions == ("direct_write",)
+    assert target.text == patched and target.mutants
+    assert gittree.dirty(v.source.path) == []  # the shared tree is never written
+
+
+def test_targets_refuse_fuzz_when_the_variant_is_strict(tmp_path):
+    v, own, _ = _toy_variant(tmp_path, strict=True)
+    with pytest.raises(PatchError, match="would apply with fuzz"):
+        job.targets(v, [own], tmp_path / "mutate-apply.log")
+
+
+def test_diff_paths_name_what_a_scratch_tree_needs():
+    text = ("--- a/fs/a.c\t2024-01-01\n+++ b/fs/a.c\n--- /dev/null\n+++ b/fs/new.c\n"
+            "diff --git a/fs/old.c b/fs/moved.c\nrename from fs/old.c\n"
+            "+++ b//etc/passwd\n--- a/../outside\n---\n")
+    assert patching.diff_paths(text) == ["fs/a.c", "fs/new.c", "fs/old.c", "fs/moved.c"]
+
+
+# --- the kill matrix, rendered by lab/report --------------------------------------------
+
+
+def _report() -> job.MutationReport:
+    o, s = job.Outcome, job.Status
+    return job.MutationReport("patched", ("fs/fuse/file.c:direct_write",), 5, (
+        o("aaaa00000001", "lock-swap", "direct_write", 12, "L12 lock-swap: inode_lock -> x",
+          s.KILLED, "parallel-writes", "1 of 8 in flight\x1b[31m", 30.2, 12.4, "-a\n+b\n"),
+        o("aaaa00000002", "cond-drop", "direct_write", 13, "L13 cond-drop: a < b || -> gone",
+          s.SURVIVED, diff="--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-\tif (a < b)\x07\n+\tif (b)\n",
+          build_s=31.0, test_s=100.0),
+        o("aaaa00000003", "relational", "direct_write", 14, "L14 relational: > -> >=",
+          s.EQUIVALENT, detail="a zero-length write only marks the attributes stale",
+          diff="-a\n+b\n"),
+        o("aaaa00000004", "drop-statement", "direct_write", 15, "L15 drop",
+          s.BUILD_FAILED, detail="error: \x00 \x1b[1mbad\x1b[0m", build_s=3.0, diff="-c\n"),
+    ))
+
+
+def test_the_kill_matrix_renders_through_the_report_document():
+    md = job.markdown(_report())
+    assert md.startswith("# Mutation testing: patched\n")
+    assert "**Score 50%** (killed / (built - equivalent))" in md
+    assert "build-failed: 1 · equivalent: 1 · killed: 1 · survived: 1" in md
+    assert "| lock-swap | 1 | 0 | 0 | 0 | 0 |" in md
+    assert ("| `aaaa00000001` | lock-swap | direct_write:12 | killed | parallel-writes | 30 | 12 |"
+            in md)
+    # survivors and equivalents get their diff (and reason); the killed one does not
+    assert "## survived: `aaaa00000002`" in md and "\n+\tif (b)\n```" in md
+    assert "## equivalent: `aaaa00000003`" in md and "only marks the attributes stale" in md
+    assert "aaaa00000001` L12" not in md
+    assert "\x07" not in md and "\x00" not in md
+
+
+def test_a_control_character_in_a_mutants_evidence_does_not_reach_the_junit_xml(tmp_path):
+    text = job.junit(_report())
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f]", text)
+    ET.fromstring(text.encode())  # well-formed
+    path = tmp_path / "junit.xml"
+    path.write_text(text)
+    (suite,) = JUnitXml.fromfile(str(path))
+    assert (suite.name, suite.tests, suite.failures, suite.skipped) == (
+        "lab mutate patched", 4, 1, 2)
+    cases = {c.name.split()[0]: c for c in suite}
+    assert cases["aaaa00000001"].is_passed
+    assert cases["aaaa00000001"].time == pytest.approx(42.6)
+    assert cases["aaaa00000001"].classname == "mutate.lock-swap"
+    (failure,) = cases["aaaa00000002"].result
+    assert isinstance(failure, Failure) and failure.message == "survived: no case failed"
+    assert "-\tif (a < b)\ufffd\n" in failure.text
+    (skipped,) = cases["aaaa00000004"].result
+    assert isinstance(skipped, Skipped) and skipped.message == "build-failed: error: \ufffd bad"

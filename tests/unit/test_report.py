@@ -5,25 +5,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from junitparser import Failure, JUnitXml
 
 from lab.errors import ConfigError
+from lab.kernel.series import load_series
+from lab.report import analysis
 from lab.report.analysis import comparison_table
 from lab.report.junit import render_junit
 from lab.report.write import render_html, render_markdown, write_report
-from lab.results import (
-    ORIGINAL_BW_MIB,
-    ORIGINAL_GAIN_PCT,
-    BenchSample,
-    CheckResult,
-    KernelEvidence,
-    RunResults,
-    merge,
-)
+from lab.results import BenchSample, CheckResult, KernelEvidence, RunResults, merge
 
 MIB = 1 << 20
+SERIES = Path(__file__).resolve().parents[2] / "patches/fuse-parallel-dio"
 JOBS = (1, 2, 4, 8)
 
 
@@ -78,7 +74,9 @@ def make(**changes) -> RunResults:
     base = RunResults(
         run_id="run-1",
         created="2024-01-02T03:04:05+00:00",
-        inputs={"kernel": "6.1.0", "patch_sha256": "abc", "vcpus": 4},
+        # What a run of the series records: its cover letter's figures too.
+        inputs={"kernel": "6.1.0", "patch_sha256": "abc", "vcpus": 4,
+                **load_series(SERIES).report_inputs()},
         variants={
             "baseline": {"kernel_release": "6.1.0-lab", "features": []},
             "patched": {"kernel_release": "6.1.0-lab+", "features": ["parallel-direct-writes"]},
@@ -112,12 +110,18 @@ def test_load_rejects_bad_files(tmp_path):
         RunResults.load(tmp_path / "missing.json")
 
 
-def test_original_figures():
-    assert ORIGINAL_GAIN_PCT["ssf"] == {1: 0, 2: 0, 4: 42, 8: 246.8, 16: 549, 32: 630.33}
-    assert set(ORIGINAL_GAIN_PCT["fpj"].values()) == {0}
-    assert ORIGINAL_BW_MIB["baseline"]["ssf"][32] == 2822
-    assert ORIGINAL_BW_MIB["patched"]["ssf"][16] == pytest.approx(25.6 * 1024)
-    assert ORIGINAL_BW_MIB["baseline"]["fpj"][1] == 3441
+def test_original_figures_are_the_series_data():
+    figures = load_series(SERIES).cover_letter
+    ssf, fpj = figures.workloads
+    assert ssf.stated_gain_pct == {1: 0, 2: 0, 4: 42, 8: 246.8, 16: 549, 32: 630.33}
+    assert fpj.unchanged and set(fpj.stated_gain_pct.values()) == {0}
+    assert ssf.unpatched_mib[32] == 2822
+    assert ssf.patched_mib[16] == pytest.approx(25.6 * 1024)
+    assert fpj.unpatched_mib[1] == 3441
+    assert figures.workload_for("ssf-presized") is ssf and figures.workload_for("x") is None
+    # the record a run keeps in results.json reads back the same
+    assert analysis.figures_of(make()) == figures
+    assert load_series(SERIES.parent / "fuse-parallel-dio-6.12").cover_letter is None
 
 
 def test_comparison_rows():
@@ -304,17 +308,19 @@ def test_gain_curves_set_ours_beside_the_cover_letter(tmp_path):
     from lab.report.analysis import gain_curves, original_raw_gain_pct
     from lab.report.plots import render_gain_plots
 
+    figures = load_series(SERIES).cover_letter
     rows = comparison_table(make())
-    curves = {c.label: c for c in gain_curves(rows, "latency")}
+    curves = {c.label: c for c in gain_curves(rows, "latency", figures)}
     ours = curves["ours: ssf-presized"]
     assert [p.numjobs for p in ours.points] == list(JOBS)
     assert ours.points[-1].gain_pct == pytest.approx(700.0)
     stated = curves["cover letter: ssf, stated"]
-    assert {p.numjobs: p.gain_pct for p in stated.points} == dict(ORIGINAL_GAIN_PCT["ssf"])
+    assert {p.numjobs: p.gain_pct for p in stated.points} == figures.workloads[0].stated_gain_pct
+    assert "cover letter: fpj, stated" not in curves  # reported unchanged: no stated curve
     raw = {p.numjobs: p.gain_pct for p in curves["cover letter: ssf, from its raw numbers"].points}
     assert raw[4] == pytest.approx(207.6, abs=0.05)  # 4794 -> 14.4 GiB/s, not the stated +42%
-    assert original_raw_gain_pct("fpj")[1] == pytest.approx(-7.2, abs=0.05)
-    paths = render_gain_plots(rows, tmp_path)
+    assert original_raw_gain_pct(figures.workloads[1])[1] == pytest.approx(-7.2, abs=0.05)
+    paths = render_gain_plots(rows, tmp_path, figures=figures)
     assert {p.name for p in paths} == {"gain-latency.png", "gain-latency.svg", "gain-null.png",
                                        "gain-null.svg"}
 
@@ -359,3 +365,25 @@ def test_text_rendering_aligns_tables():
 
     out = text("t", [Block("b", paragraphs=("p",), tables=(Table(("a", "bb"), (("1", "2"),)),))])
     assert out.splitlines() == ["t", "=", "", "b", "-", "p", "a  bb", "-  --", "1  2"]
+
+
+def test_a_series_without_cover_letter_figures_has_no_original_anywhere(tmp_path):
+    """A run of a series with no cover-letter-figures.toml (the 6.12 series)."""
+    bare = make(inputs={"kernel": "6.1.0", "vcpus": 4})
+    assert all(r.original_gain_pct is None for r in comparison_table(bare))
+    md = render_markdown(bare)
+    for said in ("original gain", "Cover letter figures", "The cover letter measured",
+                 "beside the cover letter", "the cover letter states", "cover letter: ssf"):
+        assert said.lower() not in md.lower(), said
+    assert "Mean bandwidth 101.0 → 808.0 MiB/s." in md  # the headline says no more
+    assert "The gain with its 95% range." in md
+    with_figures = render_markdown(make())
+    assert "| original gain |" in with_figures
+    assert ("The cover letter measured on bare metal with the passthrough server's backing "
+            "writes disabled: SSF gains of +549% at 16 jobs and +630.33% at 32, file-per-job "
+            "unchanged.") in with_figures
+    assert (" Original gain: the cover letter's stated SSF gain (ssf-presized is compared "
+            "with ssf; fpj was reported unchanged).") in with_figures
+    assert "cover_letter" not in with_figures.split("## Inputs")[1].split("<details>")[0]
+    paths = write_report(bare, tmp_path)
+    assert "original gain" not in paths["html"].read_text()

@@ -9,7 +9,7 @@ import pytest
 
 from lab import config
 from lab.errors import ConfigError
-from lab.kernel import features, gittree, variants
+from lab.kernel import features, gittree, letter_figures, variants
 from lab.kernel.build import KernelSource
 from lab.kernel.series import KNOWN_FEATURES, load_series
 
@@ -159,3 +159,24 @@ def test_lab_toml_errors_name_the_key(tmp_path):
     path.write_text("[vm]\nvcpus = 4\nboot_timeout_s = 30\n[bench]\njobs = [1, 2]\n")
     cfg = config.load(path)
     assert cfg.vm.vcpus == 4 and cfg.vm.boot_timeout_s == 30 and cfg.bench.jobs == (1, 2)
+
+
+def test_the_cover_letter_figures_are_the_series_data(series, tmp_path):
+    """The 6.1 series ships its cover letter's figures; a run records them; a
+    figures file that does not add up is refused when the series is loaded."""
+    figures = series.cover_letter
+    assert figures is not None and figures.jobs == (1, 2, 4, 8, 16, 32)
+    assert [w.name for w in figures.workloads] == ["ssf", "fpj"]
+    assert series.report_inputs() == {letter_figures.RECORD_KEY: figures.to_dict()}
+    assert letter_figures.recorded(series.report_inputs()) == figures
+    assert load_series(REPO / "patches/fuse-parallel-dio-6.12").report_inputs() == {}
+    text = (series.folder / letter_figures.FIGURES_FILE).read_text()
+    for broken, message in [
+        (text.replace("ours = [\"fpj\"]", "ours = [\"ssf\"]"), "compared with two"),
+        (text.replace("patched_mib = [3193, 9084, ", "patched_mib = ["), "must be 6 numbers"),
+        (text + "\nfigure = 1\n", "unknown key"),
+        (text.replace('setup = "', 'setup = "" #'), "`setup` must be a non-empty string"),
+    ]:
+        (tmp_path / letter_figures.FIGURES_FILE).write_text(broken)
+        with pytest.raises(ConfigError, match=message):
+            letter_figures.load(tmp_path)
