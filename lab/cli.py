@@ -78,7 +78,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _add_variants(p: argparse.ArgumentParser, *, many: bool = True) -> None:
     if many:
         p.add_argument("--variant", action="append", default=[], metavar="NAME",
-                       help="baseline, v1..v5, patched, user, tree (repeatable or a,b,c)")
+                       help="baseline, the series' versions, patched, user, tree (repeatable or "
+                            "a,b,c)")
     p.add_argument("--debug", action="store_true", help="add the lockdep/debug config fragment")
     p.add_argument("--patch", action="append", type=Path, default=[], metavar="FILE",
                    help="your patch on top of the baseline: variant `user` (repeatable)")

@@ -19,14 +19,14 @@ common commands:
 
 examples:
   lab run                                        baseline vs patched, the default experiment
-  lab test --variant baseline,v1,v2,v3,v4,v5     every version of the series
+  lab test --variant baseline,v1,v2,patched      versions of the series (series.toml)
   lab test --patch my-fix.patch --expect parallel-direct-writes
   lab bench --job-file examples/ssf.fio --jobs 1,2,4,8 --mode latency
   lab bisect --series patches/fuse-parallel-dio --test truncate-race --first-good
   lab compare results/RUN_A results/RUN_B        two runs' benchmarks side by side
   lab report --merge results/shard-* --out results/merged
 
-variants: baseline, v1..v5, patched (the newest version), user (--patch FILE),
+variants: baseline, the series' versions (v1..vN), patched (the newest), user (--patch FILE),
 tree (--kernel-tree PATH). Settings: lab.toml (--config). Cache:
 ${LAB_CACHE:-~/.cache/kernel-lab}, shared by concurrent runs.
 exit codes: 0 ok, 1 a check failed, 2 bad input, 3 infrastructure failure,

@@ -1,6 +1,6 @@
-"""`lab compare RUN_A RUN_B`: one run's benchmark against another's (v4 against
-v5, today against last week), with the same table, plots and significance
-rule as a run's own report.
+"""`lab compare RUN_A RUN_B`: one run's benchmark against another's (one version
+of a series against the next, today against last week), with the same table,
+plots and significance rule as a run's own report.
 
 Variants are matched by name (each variant both runs measured), or one pair
 is chosen. Runs whose benchmark settings differ measured different things,
