@@ -1,7 +1,7 @@
 """`lab selftime`: how long the lab's own developer loop takes on this host.
 
 Each figure is measured `repeat` times and shown as median, p95 (nearest
-rank) and range, next to its goal (issue 14). These are measurements to
+rank) and range, next to its goal. These are measurements to
 report, never limits a test asserts:
 
 - boot: QEMU start to the first SSH command done, on a cached kernel, with

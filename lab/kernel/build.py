@@ -298,7 +298,6 @@ def build(
     art = cache_root / "kernels" / key
     meta_path = art / "meta.json"
     if meta_path.is_file():
-        _add_vmlinux(art)
         return _checked(variant, _from_meta(variant, art, cached=True))
     require_tools(BUILD_TOOLS)
     log_path = log_dir / f"build-{variant.build_name}.log"
@@ -368,31 +367,6 @@ def _checked(variant: Variant, build: KernelBuild) -> KernelBuild:
         raise PatchError(f"{variant.build_name}: its patches apply only with fuzz "
                          "(--strict refuses fuzz)", excerpt="\n".join(build.fuzz))
     return build
-
-
-def _add_vmlinux(art: Path) -> None:
-    """Give a build cached before vmlinux was kept its vmlinux, from its build
-    folder, if that folder still holds exactly this build (its `.lab-ok`
-    names the key; a build in progress has moved the folder away)."""
-    if (art / "vmlinux").is_file():
-        return
-    bdir = Path(json.loads((art / "meta.json").read_text()).get("build_dir", ""))
-    mark = bdir / ".lab-ok"
-
-    def same() -> bool:
-        return mark.is_file() and mark.read_text().strip() == art.name
-
-    if not same() or not (bdir / "vmlinux").is_file():
-        return
-    tmp = art / f".vmlinux.{os.getpid()}"
-    try:
-        shutil.copy2(bdir / "vmlinux", tmp)
-        if same():  # nothing rebuilt the folder while we copied
-            os.replace(tmp, art / "vmlinux")
-    except OSError:
-        pass  # a read-only cache: boot the bzImage
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _from_meta(variant: Variant, art: Path, *, cached: bool) -> KernelBuild:
