@@ -110,12 +110,14 @@ def accelerator(cfg: LabConfig, kernel_image: Path, log_dir: Path, ui: Ui) -> Ac
     if cfg.vm.accel == "auto" and memo.is_file():
         seen = json.loads(memo.read_text())
         if seen.get("boot_id") == boot_id:
-            accel = Accel(seen["name"], seen["reason"] + ", probed earlier this boot")
+            accel = Accel(seen["name"], seen["reason"] + ", probed earlier this boot",
+                          seen.get("cpu", ""))
             ui.note(f"accelerator: {accel.name} ({accel.reason})")
             return accel
     accel = probe_accel(cfg.vm.accel, kernel_image, log_dir)
     if cfg.vm.accel == "auto":
-        cache.write_json(memo, {"boot_id": boot_id, "name": accel.name, "reason": accel.reason})
+        cache.write_json(memo, {"boot_id": boot_id, "name": accel.name, "reason": accel.reason,
+                                "cpu": accel.cpu})
     ui.note(f"accelerator: {accel.name} ({accel.reason})")
     return accel
 

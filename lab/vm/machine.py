@@ -110,10 +110,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Tried in turn: a nested host may refuse what `host` passes through (seen: QEMU
+# aborts setting MSR 0x10a, IA32_ARCH_CAPABILITIES), and accept a plainer model.
+KVM_CPU_MODELS = ("host", "host,arch-capabilities=off", "kvm64")
+
+
 def probe_accel(requested: str, kernel: Path, workdir: Path) -> Accel:
     """Pick the accelerator. `auto` uses KVM only if a guest really runs on it:
-    nested KVM can hang right after decompression, so a short boot must print
-    the kernel banner on the console within a few seconds."""
+    nested KVM can abort or hang right after decompression, so a short boot
+    must print the kernel banner on the console within a few seconds, on one
+    of KVM_CPU_MODELS. Why each model failed is kept in the reason."""
     if requested == "tcg":
         return Accel("tcg", "requested")
     usable = os.access("/dev/kvm", os.R_OK | os.W_OK)
@@ -122,28 +128,48 @@ def probe_accel(requested: str, kernel: Path, workdir: Path) -> Accel:
             raise BootError("--accel kvm: /dev/kvm is missing or not accessible (kvm group?)")
         return Accel("tcg", "/dev/kvm is missing or not accessible")
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "kvm-probe.console"
+    failures = []
+    for i, cpu in enumerate(KVM_CPU_MODELS):
+        why = _probe_kvm(cpu, kernel, workdir / f"kvm-probe-{i}")
+        if not why:
+            return Accel("kvm", f"probe boot printed to the console (-cpu {cpu})", cpu)
+        failures.append(f"-cpu {cpu}: {why}")
+    if requested == "kvm":
+        raise BootError("--accel kvm: no probe guest ran: " + "; ".join(failures))
+    return Accel("tcg", "KVM present but no probe guest ran (" + "; ".join(failures) + ")")
+
+
+def _probe_kvm(cpu: str, kernel: Path, stem: Path) -> str:
+    """"" if a guest on KVM with `cpu` printed its banner, else why not."""
+    console_log, qemu_log = stem.with_suffix(".console"), stem.with_suffix(".log")
+    console_log.unlink(missing_ok=True)
+    qemu_log.unlink(missing_ok=True)
     argv = [QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-machine", "pc",
-            "-accel", "kvm", "-cpu", "host", "-m", "256", "-kernel", str(kernel),
+            "-accel", "kvm", "-cpu", cpu, "-m", "256", "-kernel", str(kernel),
             "-append", "console=ttyS0 panic=-1",
-            "-chardev", f"file,id=console,path={qemu_opt(log_path)}", "-serial", "chardev:console",
-            "-no-reboot"]
-    child = proc.spawn(argv, what="KVM probe", error=BootError)
-    ok = False
+            "-chardev", f"file,id=console,path={qemu_opt(console_log)}",
+            "-serial", "chardev:console", "-no-reboot"]
+    child = proc.spawn(argv, output=qemu_log, what="KVM probe", error=BootError)
+    status = None
     try:
         deadline = time.monotonic() + KVM_PROBE_S
-        while time.monotonic() < deadline and child.poll() is None:
-            if log_path.exists() and "Linux version" in log_path.read_text(errors="replace"):
-                ok = True
+        while time.monotonic() < deadline:
+            if console_log.exists() and "Linux version" in console_log.read_text(
+                    errors="replace"):
+                return ""
+            status = child.poll()
+            if status is not None:
                 break
             time.sleep(0.2)
     finally:
         child.stop(grace_s=2)
-    if ok:
-        return Accel("kvm", "probe boot printed to the console")
-    if requested == "kvm":
-        raise BootError(f"--accel kvm: a probe guest printed nothing within {KVM_PROBE_S:.0f}s")
-    return Accel("tcg", f"KVM present but a probe guest printed nothing in {KVM_PROBE_S:.0f}s")
+    said = [line.strip() for line in qemu_log.read_text(errors="replace").splitlines()
+            if line.strip() and not line.startswith("$ ")
+            and "terminating on signal" not in line] if qemu_log.exists() else []
+    first = next((line for line in said if "error" in line.lower()), said[0] if said else "")
+    if status is not None:
+        return f"QEMU exited with status {status}" + (f": {first}" if first else "")
+    return f"printed nothing in {KVM_PROBE_S:.0f}s" + (f" (QEMU said: {first})" if first else "")
 
 
 class Machine:

@@ -23,10 +23,13 @@ MACHINE_TYPES = ("microvm", "pc")
 class Accel:
     name: str  # kvm | tcg
     reason: str
+    # KVM's CPU model: the one the probe saw a guest run on (a nested host may
+    # refuse `host`, lab.vm.machine.KVM_CPU_MODELS); TCG emulates `max`.
+    cpu: str = ""
 
     def qemu_args(self) -> list[str]:
         if self.name == "kvm":
-            return ["-accel", "kvm", "-cpu", "host"]
+            return ["-accel", "kvm", "-cpu", self.cpu or "host"]
         return ["-accel", "tcg,thread=multi", "-cpu", "max"]
 
 

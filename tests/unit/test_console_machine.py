@@ -92,3 +92,11 @@ def test_specific_reports_win_over_their_bug_prefix():
     }
     for line, kind in kinds.items():
         assert console.find_trouble(f"[1] {line}\n")[0].kind == kind
+
+
+def test_kvm_runs_on_the_cpu_model_its_probe_found():
+    from lab.vm.qemu_argv import Accel
+
+    assert Accel("kvm", "probe", "kvm64").qemu_args() == ["-accel", "kvm", "-cpu", "kvm64"]
+    assert Accel("kvm", "probe").qemu_args()[-1] == "host"
+    assert Accel("tcg", "requested").qemu_args()[-1] == "max"
