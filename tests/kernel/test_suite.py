@@ -20,8 +20,22 @@ LANES = 4
 
 
 @pytest.fixture(scope="session")
-def suite_results(variant, fleet, builds) -> dict[str, CheckResult]:
-    """Every case's result on one variant's VM."""
+def _suite_by_variant() -> dict[str, dict[str, CheckResult]]:
+    return {}
+
+
+@pytest.fixture
+def suite_results(variant, fleet, builds, _suite_by_variant) -> dict[str, CheckResult]:
+    """Every case's result on one variant's VM, run once per variant in the
+    session whatever order pytest puts the variants' tests in (a session
+    fixture over the variant parameter is torn down and run again each time
+    the parameter changes back)."""
+    if variant not in _suite_by_variant:
+        _suite_by_variant[variant] = _run_suite(variant, fleet, builds)
+    return _suite_by_variant[variant]
+
+
+def _run_suite(variant, fleet, builds) -> dict[str, CheckResult]:
     _vm, guest = fleet(variant)
     features = builds[variant].features
     batch = together.run_batch(together.grouped(catalog.CASES, LANES), guest, variant, features,
