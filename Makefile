@@ -13,7 +13,13 @@ APT_PACKAGES := linux-source-6.1 linux-source-6.12 make gcc flex bison bc libelf
 	e2fsprogs genext2fs openssh-client python3-venv ca-certificates fio \
 	chromium fonts-dejavu-core libfuse-dev
 
-.PHONY: setup apt user venv ci-tools run test lint clean-results
+# What an A/B of a kernel tree needs in CI (ci/github/ab): no kernel source
+# package (the tree is the source), no browser (no plots to screenshot).
+APT_CI_PACKAGES := make gcc flex bison bc libelf-dev libssl-dev dwarves patch rsync xz-utils \
+	perl git qemu-system-x86 qemu-utils mmdebstrap uidmap e2fsprogs openssh-client \
+	python3-venv ca-certificates fio libfuse-dev
+
+.PHONY: setup setup-ci apt apt-ci user venv ci-tools run test lint clean-results
 
 setup: apt user venv
 
@@ -28,6 +34,11 @@ user:
 			$(SUDO) usermod -aG kvm $$u && echo "added $$u to the kvm group: log in again to use it"; \
 		fi; \
 	fi
+
+setup-ci: apt-ci user venv
+
+apt-ci:
+	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(APT_CI_PACKAGES)"
 
 # Install only what is missing, so a set-up machine needs no network.
 apt:
@@ -68,7 +79,7 @@ run: setup
 
 test: setup ci-tools
 	$(VENV)/bin/ruff check lab tests
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --junitxml=results/pytest-junit.xml
 
 lint: venv
 	$(VENV)/bin/ruff check lab tests

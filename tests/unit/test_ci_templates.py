@@ -9,6 +9,7 @@ and, for real, by gitlab-ci-local in tests/kernel/test_ci_gitlab.py.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shlex
 import subprocess
@@ -388,3 +389,65 @@ def test_make_targets_exist(path: Path):
     used = {m for line in _scripts(path) for m in MAKE_CMD.findall(line)}
     assert {"setup", "test"} <= used
     assert used <= targets
+
+
+# --- the A/B a kernel repository calls (reusable workflow + composite action) ---------
+
+AB_WORKFLOW = REPO / ".github" / "workflows" / "kernel-ab.yml"
+AB_ACTION = REPO / "ci" / "github" / "ab" / "action.yml"
+
+
+@pytest.mark.parametrize(("schema", "path"), [("vendor.github-workflows", AB_WORKFLOW),
+                                              ("vendor.github-actions", AB_ACTION)])
+def test_the_ab_workflow_and_action_match_their_schemas(schema: str, path: Path):
+    result = _tool(CHECK_JSONSCHEMA, "--builtin-schema", schema, str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_ab_workflow_and_action_are_actionlint_and_zizmor_clean():
+    result = _tool(ACTIONLINT, "-no-color", str(AB_WORKFLOW))
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = _tool(ZIZMOR, "--offline", "--no-progress", str(AB_WORKFLOW), str(AB_ACTION))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings" in result.stdout + result.stderr
+
+
+def test_an_input_reaches_a_script_only_through_env(tmp_path: Path):
+    # Template injection: a PR's text in ${{ }} inside run: would be executed.
+    text = AB_ACTION.read_text()
+    broken = tmp_path / "action.yml"
+    broken.write_text(text.replace('[ -n "$LAB_EXPECT" ]', '[ -n "${{ inputs.expect }}" ]', 1))
+    assert broken.read_text() != text
+    assert _tool(ZIZMOR, "--offline", "--no-progress", str(broken)).returncode != 0
+    for step in _load(AB_ACTION)["runs"]["steps"]:
+        assert "${{" not in step.get("run", ""), step["name"]
+
+
+def test_the_caller_in_the_workflow_comment_is_at_most_15_lines():
+    lines = AB_WORKFLOW.read_text().splitlines()
+    start = lines.index("#   on: pull_request")
+    end = next(i for i in range(start, len(lines)) if lines[i].strip() == "#")
+    caller = lines[start:end]
+    assert len(caller) <= 15 and any("uses: OWNER/kernel-lab" in line for line in caller)
+
+
+def test_ab_summary_leads_with_the_outcome_and_names_failed_checks(tmp_path: Path):
+    sys.path.insert(0, str(REPO / "ci"))
+    try:
+        import ab_summary
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "report.md").write_text(
+        "# report\n\n## Verdict\n\n### patched: claims contradicted\n\n## Checks\n\n"
+        "| check |\n\n## Inputs\n\n- run: x\n")
+    (tmp_path / "results.json").write_text(json.dumps({"checks": [
+        {"name": "flag-off", "variant": "patched", "passed": True},
+        {"name": "parallel-nonextending", "variant": "patched", "passed": False,
+         "expected": "8 in flight", "observed": "1 of 8 WRITEs in flight",
+         "console_excerpt": "[ 1.0] WARNING: x\n"}]}))
+    text = ab_summary.summary(tmp_path, 1)
+    assert text.startswith("## kernel-lab A/B: a check failed (exit 1)\n")
+    assert "#### patched: claims contradicted" in text and "## Inputs" not in text
+    assert "#### FAIL parallel-nonextending on patched" in text and "flag-off" not in text
+    assert "[ 1.0] WARNING: x" in text
+    assert "No report" in ab_summary.summary(tmp_path / "none", 3)

@@ -1,0 +1,144 @@
+"""The GitHub A/B action (ci/github/ab/action.yml) run step by step, for real,
+on a kernel-shaped git repository with a base and a head commit.
+
+What GitHub would run: each `run:` step of the composite action in order,
+with bash -eo pipefail, its `env:` expressions resolved from the inputs, the
+action's path and the earlier steps' outputs, GITHUB_OUTPUT and
+GITHUB_STEP_SUMMARY as files. The `uses:` step (upload-artifact) is GitHub's
+own and is not run here. A head with the patch passes; a head that claims
+the feature without the patch fails the job, and the summary names the
+failing case with its evidence.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab import pipeline
+from lab.kernel import build
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(2400)]
+REPO = Path(__file__).resolve().parents[2]
+ACTION = REPO / "ci" / "github" / "ab"
+FUSE_FILES = ["fs/fuse/file.c", "include/uapi/linux/fuse.h"]
+EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+
+
+# Fixed dates: the same commits every run, so their kernels come from the cache.
+DATES = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=Dev", "-c",
+                           "user.email=dev@example.invalid", "-c", "gc.auto=0", *args],
+                          check=True, text=True, capture_output=True,
+                          env={**os.environ, **DATES}).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def kernel_repo(tmp_path_factory, lab_cfg, logs) -> dict[str, str | Path]:
+    """base: the feature out; good: base + the series' newest version; bad: base +
+    a comment only (claims the feature, does not have it)."""
+    base = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
+    series = pipeline.series_of(lab_cfg)
+    repo = lab_cfg.cache_root / "test-trees" / "git-ci"  # fixed: builds are incremental
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(parents=True)
+    subprocess.run(["rsync", "-a", "--exclude=/.git", f"{base.source.path}/", f"{repo}/"],
+                   check=True)
+    scratch = tmp_path_factory.mktemp("files")
+    revs: dict[str, str | Path] = {"repo": repo}
+    for name, patches in (("base", [series.baseline]),
+                          ("good", [series.baseline, series.version(series.newest).patch])):
+        for rel, text in build.files_after(patches, base.source.path, FUSE_FILES,
+                                           scratch / name).items():
+            (repo / rel).write_text(text)
+        if name == "base":
+            _git(repo, "init", "-q", "-b", "main")
+            _git(repo, "add", "-f", "-A")  # Debian's .gitignore ignores "/*"
+            _git(repo, "commit", "-qm", "baseline: every direct write exclusive")
+        else:
+            _git(repo, "commit", "-qam", "fuse: parallel direct writes")
+        revs[name] = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-q", "-b", "bad", str(revs["base"]))
+    with (repo / "fs/fuse/file.c").open("a") as f:
+        f.write("/* parallel direct writes: coming soon */\n")
+    _git(repo, "commit", "-qam", "fuse: claims parallel direct writes, has none")
+    revs["bad"] = _git(repo, "rev-parse", "HEAD")
+    return revs
+
+
+def _load_action() -> dict:
+    ruamel = pytest.importorskip("ruamel.yaml")
+    return ruamel.YAML(typ="safe").load((ACTION / "action.yml").read_text())
+
+
+def run_action(workspace: Path, inputs: dict[str, str], tmp: Path) -> tuple[int, str]:
+    """The action's run: steps in order, as GitHub runs them; (last status, summary)."""
+    action = _load_action()
+    given = {k: str(v.get("default", "")) for k, v in action["inputs"].items()}
+    given.update(inputs)
+    outputs: dict[str, dict[str, str]] = {}
+    summary = tmp / "summary.md"
+    summary.write_text("")
+    status = 0
+
+    def resolve(text: str) -> str:
+        def one(m: re.Match[str]) -> str:
+            expr = m.group(1)
+            if expr.startswith("inputs."):
+                return given[expr.removeprefix("inputs.")]
+            if expr == "github.action_path":
+                return str(ACTION)
+            if m2 := re.fullmatch(r"steps\.([\w-]+)\.outputs\.([\w-]+)", expr):
+                return outputs.get(m2.group(1), {}).get(m2.group(2), "")
+            raise AssertionError(f"the test runner does not know ${{{{ {expr} }}}}")
+        return EXPR.sub(one, text)
+
+    for step in action["runs"]["steps"]:
+        if "run" not in step:
+            continue  # a `uses:` step: GitHub's own action
+        assert step.get("shell") == "bash", step
+        out_file = tmp / f"output-{len(outputs)}"
+        out_file.write_text("")
+        env = {**os.environ, "GITHUB_OUTPUT": str(out_file),
+               "GITHUB_STEP_SUMMARY": str(summary),
+               **{k: resolve(str(v)) for k, v in step.get("env", {}).items()}}
+        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
+                               resolve(step["run"])], cwd=workspace, env=env, text=True,
+                              capture_output=True, timeout=2000)
+        status = proc.returncode
+        if "id" in step:
+            outputs[step["id"]] = dict(line.split("=", 1) for line in
+                                       out_file.read_text().splitlines() if "=" in line)
+        if status != 0:
+            break
+    return status, summary.read_text()
+
+
+def test_a_head_with_the_patch_passes_and_one_without_fails_naming_the_case(
+        kernel_repo, tmp_path, no_qemu_leak):
+    repo = kernel_repo["repo"]
+    common = {"base": str(kernel_repo["base"]), "expect": "parallel-direct-writes",
+              "cases": "parallel-nonextending", "accel": "auto"}
+    _git(repo, "checkout", "-q", str(kernel_repo["good"]))
+    status, summary = run_action(repo, {**common, "results": str(tmp_path / "good")},
+                                 tmp_path)
+    assert status == 0, summary
+    assert summary.startswith("## kernel-lab A/B: passed (exit 0)")
+    assert "#### patched: claims held" in summary and "Claims: parallel-direct-writes" in summary
+    _git(repo, "checkout", "-q", str(kernel_repo["bad"]))
+    (tmp_path / "bad").mkdir()
+    status, summary = run_action(repo, {**common, "results": str(tmp_path / "bad")},
+                                 tmp_path / "bad")
+    assert status == 1, summary
+    assert summary.startswith("## kernel-lab A/B: a check failed (exit 1)")
+    assert "#### FAIL parallel-nonextending on patched" in summary
+    assert "observed: 1 of 8 WRITEs in flight" in summary
+    assert not _git(repo, "status", "--porcelain")  # the tree under test is untouched
