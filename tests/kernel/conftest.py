@@ -14,11 +14,18 @@ The short names below (`variant`, `fleet`, `builds`, ...) are the plugin's
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from lab import pipeline
+from lab.kernel import build
 from lab.pytest_plugin import variant_names
+
+FUSE_FILES = ["fs/fuse/file.c", "include/uapi/linux/fuse.h"]
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +91,47 @@ def _qemu_pids(under: str) -> set[int]:
     out = subprocess.run(["pgrep", "-a", "-f", "qemu-system-x86_64 -name"],
                          capture_output=True, text=True, check=False).stdout
     return {int(line.split()[0]) for line in out.splitlines() if under in line}
+
+
+# Fixed dates: the same commits every run, so their kernels come from the cache.
+DATES = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+
+
+def git_in(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=Dev", "-c",
+                           "user.email=dev@example.invalid", "-c", "gc.auto=0", *args],
+                          check=True, text=True, capture_output=True,
+                          env={**os.environ, **DATES}).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def kernel_repo(tmp_path_factory, lab_cfg, logs) -> dict[str, str | Path]:
+    """base: the feature out; good: base + the series' newest version; bad: base +
+    a comment only (claims the feature, does not have it)."""
+    base = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
+    series = pipeline.series_of(lab_cfg)
+    repo = lab_cfg.cache_root / "test-trees" / "git-ci"  # fixed: builds are incremental
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(parents=True)
+    subprocess.run(["rsync", "-a", "--exclude=/.git", f"{base.source.path}/", f"{repo}/"],
+                   check=True)
+    scratch = tmp_path_factory.mktemp("files")
+    revs: dict[str, str | Path] = {"repo": repo}
+    for name, patches in (("base", [series.baseline]),
+                          ("good", [series.baseline, series.version(series.newest).patch])):
+        for rel, text in build.files_after(patches, base.source.path, FUSE_FILES,
+                                           scratch / name).items():
+            (repo / rel).write_text(text)
+        if name == "base":
+            git_in(repo, "init", "-q", "-b", "main")
+            git_in(repo, "add", "-f", "-A")  # Debian's .gitignore ignores "/*"
+            git_in(repo, "commit", "-qm", "baseline: every direct write exclusive")
+        else:
+            git_in(repo, "commit", "-qam", "fuse: parallel direct writes")
+        revs[name] = git_in(repo, "rev-parse", "HEAD")
+    git_in(repo, "checkout", "-q", "-b", "bad", str(revs["base"]))
+    with (repo / "fs/fuse/file.c").open("a") as f:
+        f.write("/* parallel direct writes: coming soon */\n")
+    git_in(repo, "commit", "-qam", "fuse: claims parallel direct writes, has none")
+    revs["bad"] = git_in(repo, "rev-parse", "HEAD")
+    return revs

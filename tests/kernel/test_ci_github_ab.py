@@ -14,64 +14,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-
-from lab import pipeline
-from lab.kernel import build
+from conftest import git_in as _git
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(2400)]
 REPO = Path(__file__).resolve().parents[2]
 ACTION = REPO / "ci" / "github" / "ab"
-FUSE_FILES = ["fs/fuse/file.c", "include/uapi/linux/fuse.h"]
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
-
-
-# Fixed dates: the same commits every run, so their kernels come from the cache.
-DATES = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=Dev", "-c",
-                           "user.email=dev@example.invalid", "-c", "gc.auto=0", *args],
-                          check=True, text=True, capture_output=True,
-                          env={**os.environ, **DATES}).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def kernel_repo(tmp_path_factory, lab_cfg, logs) -> dict[str, str | Path]:
-    """base: the feature out; good: base + the series' newest version; bad: base +
-    a comment only (claims the feature, does not have it)."""
-    base = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
-    series = pipeline.series_of(lab_cfg)
-    repo = lab_cfg.cache_root / "test-trees" / "git-ci"  # fixed: builds are incremental
-    shutil.rmtree(repo, ignore_errors=True)
-    repo.mkdir(parents=True)
-    subprocess.run(["rsync", "-a", "--exclude=/.git", f"{base.source.path}/", f"{repo}/"],
-                   check=True)
-    scratch = tmp_path_factory.mktemp("files")
-    revs: dict[str, str | Path] = {"repo": repo}
-    for name, patches in (("base", [series.baseline]),
-                          ("good", [series.baseline, series.version(series.newest).patch])):
-        for rel, text in build.files_after(patches, base.source.path, FUSE_FILES,
-                                           scratch / name).items():
-            (repo / rel).write_text(text)
-        if name == "base":
-            _git(repo, "init", "-q", "-b", "main")
-            _git(repo, "add", "-f", "-A")  # Debian's .gitignore ignores "/*"
-            _git(repo, "commit", "-qm", "baseline: every direct write exclusive")
-        else:
-            _git(repo, "commit", "-qam", "fuse: parallel direct writes")
-        revs[name] = _git(repo, "rev-parse", "HEAD")
-    _git(repo, "checkout", "-q", "-b", "bad", str(revs["base"]))
-    with (repo / "fs/fuse/file.c").open("a") as f:
-        f.write("/* parallel direct writes: coming soon */\n")
-    _git(repo, "commit", "-qam", "fuse: claims parallel direct writes, has none")
-    revs["bad"] = _git(repo, "rev-parse", "HEAD")
-    return revs
 
 
 def _load_action() -> dict:

@@ -416,7 +416,8 @@ def test_an_input_reaches_a_script_only_through_env(tmp_path: Path):
     # Template injection: a PR's text in ${{ }} inside run: would be executed.
     text = AB_ACTION.read_text()
     broken = tmp_path / "action.yml"
-    broken.write_text(text.replace('[ -n "$LAB_EXPECT" ]', '[ -n "${{ inputs.expect }}" ]', 1))
+    script = 'bash "$LAB/ci/ab.sh"'
+    broken.write_text(text.replace(script, script + " ${{ inputs.expect }}", 1))
     assert broken.read_text() != text
     assert _tool(ZIZMOR, "--offline", "--no-progress", str(broken)).returncode != 0
     for step in _load(AB_ACTION)["runs"]["steps"]:
@@ -451,3 +452,22 @@ def test_ab_summary_leads_with_the_outcome_and_names_failed_checks(tmp_path: Pat
     assert "#### FAIL parallel-nonextending on patched" in text and "flag-off" not in text
     assert "[ 1.0] WARNING: x" in text
     assert "No report" in ab_summary.summary(tmp_path / "none", 3)
+
+
+GITLAB_AB = REPO / "templates" / "kernel-ab.yml"
+
+
+def test_the_gitlab_component_has_inputs_and_a_valid_job(tmp_path: Path):
+    ruamel = pytest.importorskip("ruamel.yaml")
+    spec, jobs = ruamel.YAML(typ="safe").load_all(GITLAB_AB.read_text())
+    inputs = spec["spec"]["inputs"]
+    assert {"lab-repository", "lab-ref", "expect", "kconfig", "cases", "accel"} <= set(inputs)
+    # The job alone, with the inputs' places filled, against GitLab's schema.
+    body = GITLAB_AB.read_text().split("\n---\n", 1)[1]
+    job = tmp_path / ".gitlab-ci.yml"
+    job.write_text(re.sub(r"\$\[\[ inputs\.([\w-]+) \]\]", r"input-\1", body))
+    result = _tool(CHECK_JSONSCHEMA, "--builtin-schema", "vendor.gitlab-ci", str(job))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Inputs reach the script as variables only, never spliced into a command.
+    assert all("$[[" not in line for line in jobs["kernel-lab-ab"]["script"])
+    assert jobs["kernel-lab-ab"]["artifacts"]["reports"]["junit"] == "results/ab/junit.xml"
