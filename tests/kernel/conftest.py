@@ -105,6 +105,12 @@ def git_in(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def git():
+    """`git(repo, *args)`: git in a test repository, as a fixed developer on a fixed date."""
+    return git_in
+
+
+@pytest.fixture(scope="session")
 def kernel_repo(tmp_path_factory, lab_cfg, logs) -> dict[str, str | Path]:
     """base: the feature out; good: base + the series' newest version; bad: base +
     a comment only (claims the feature, does not have it)."""

@@ -18,7 +18,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import git_in as _git
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(2400)]
 REPO = Path(__file__).resolve().parents[2]
@@ -75,17 +74,17 @@ def run_action(workspace: Path, inputs: dict[str, str], tmp: Path) -> tuple[int,
 
 
 def test_a_head_with_the_patch_passes_and_one_without_fails_naming_the_case(
-        kernel_repo, tmp_path, no_qemu_leak):
+        kernel_repo, git, tmp_path, no_qemu_leak):
     repo = kernel_repo["repo"]
     common = {"base": str(kernel_repo["base"]), "expect": "parallel-direct-writes",
               "cases": "parallel-nonextending", "accel": "auto"}
-    _git(repo, "checkout", "-q", str(kernel_repo["good"]))
+    git(repo, "checkout", "-q", str(kernel_repo["good"]))
     status, summary = run_action(repo, {**common, "results": str(tmp_path / "good")},
                                  tmp_path)
     assert status == 0, summary
     assert summary.startswith("## kernel-lab A/B: passed (exit 0)")
     assert "#### patched: claims held" in summary and "Claims: parallel-direct-writes" in summary
-    _git(repo, "checkout", "-q", str(kernel_repo["bad"]))
+    git(repo, "checkout", "-q", str(kernel_repo["bad"]))
     (tmp_path / "bad").mkdir()
     status, summary = run_action(repo, {**common, "results": str(tmp_path / "bad")},
                                  tmp_path / "bad")
@@ -93,4 +92,4 @@ def test_a_head_with_the_patch_passes_and_one_without_fails_naming_the_case(
     assert summary.startswith("## kernel-lab A/B: a check failed (exit 1)")
     assert "#### FAIL parallel-nonextending on patched" in summary
     assert "observed: 1 of 8 WRITEs in flight" in summary
-    assert not _git(repo, "status", "--porcelain")  # the tree under test is untouched
+    assert not git(repo, "status", "--porcelain")  # the tree under test is untouched

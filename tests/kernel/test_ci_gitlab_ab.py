@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import git_in as _git
 
 from lab.host import cache
 
@@ -43,7 +42,7 @@ def pipeline(repo: Path, base: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture()
-def mr_repo(kernel_repo) -> dict[str, str | Path]:
+def mr_repo(kernel_repo, git) -> dict[str, str | Path]:
     """The kernel repository with the pipeline committed on top of each head
     (gitlab-ci-local reads local includes from git, as GitLab does)."""
     if not GITLAB_CI_LOCAL.exists():
@@ -51,13 +50,13 @@ def mr_repo(kernel_repo) -> dict[str, str | Path]:
     repo = kernel_repo["repo"]
     heads = {}
     for name in ("good", "bad"):
-        _git(repo, "checkout", "-q", "-B", f"mr-{name}", str(kernel_repo[name]))
+        git(repo, "checkout", "-q", "-B", f"mr-{name}", str(kernel_repo[name]))
         (repo / "templates").mkdir(exist_ok=True)
         shutil.copy(REPO / "templates" / "kernel-ab.yml", repo / "templates" / "kernel-ab.yml")
         (repo / ".gitlab-ci.yml").write_text(CALLER)
-        _git(repo, "add", "-f", ".gitlab-ci.yml", "templates")  # Debian ignores "/*"
-        _git(repo, "commit", "-qm", "ci: kernel-lab A/B on merge requests")
-        heads[name] = _git(repo, "rev-parse", "HEAD")
+        git(repo, "add", "-f", ".gitlab-ci.yml", "templates")  # Debian ignores "/*"
+        git(repo, "commit", "-qm", "ci: kernel-lab A/B on merge requests")
+        heads[name] = git(repo, "rev-parse", "HEAD")
     link = repo / ".kernel-lab"
     if not link.is_symlink():
         link.symlink_to(REPO)
@@ -72,9 +71,9 @@ def mr_repo(kernel_repo) -> dict[str, str | Path]:
 
 
 def test_a_merge_request_pipeline_passes_with_the_patch_and_fails_without(
-        kernel_repo, mr_repo, no_qemu_leak):
+        kernel_repo, mr_repo, git, no_qemu_leak):
     repo = mr_repo["repo"]
-    _git(repo, "checkout", "-q", str(mr_repo["good"]))
+    git(repo, "checkout", "-q", str(mr_repo["good"]))
     run = pipeline(repo, str(kernel_repo["base"]))
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-6000:]
@@ -84,7 +83,7 @@ def test_a_merge_request_pipeline_passes_with_the_patch_and_fails_without(
     assert (repo / "results" / "ab" / "junit.xml").is_file()
 
     shutil.rmtree(repo / "results")
-    _git(repo, "checkout", "-q", str(mr_repo["bad"]))
+    git(repo, "checkout", "-q", str(mr_repo["bad"]))
     run = pipeline(repo, str(kernel_repo["base"]))
     log = run.stdout + run.stderr
     assert run.returncode != 0 and " FAIL  kernel-lab-ab" in log, log[-6000:]
@@ -94,4 +93,4 @@ def test_a_merge_request_pipeline_passes_with_the_patch_and_fails_without(
     results = json.loads((repo / "results" / "ab" / "results.json").read_text())
     assert {(c["variant"], c["passed"]) for c in results["checks"]} == {
         ("baseline", True), ("patched", False)}
-    assert not _git(repo, "status", "--porcelain")
+    assert not git(repo, "status", "--porcelain")
