@@ -26,6 +26,7 @@ from lab.host import cache
 from lab.kernel import build, kselftest, kunit, variants
 from lab.kernel.build import KernelBuild, Variant
 from lab.kernel.series import Series, load_series
+from lab.kernel.tree_files import TreeFiles
 from lab.ui import Ui
 from lab.vm.image import Image, build_image
 from lab.vm.machine import Machine, probe_accel
@@ -33,6 +34,8 @@ from lab.vm.qemu_argv import Accel, MachineSpec
 from lab.vm.ssh import Guest
 
 log = logging.getLogger(__name__)
+# Bump when the KVM probe changes, so an answer remembered this boot is asked again.
+PROBE_VERSION = 2
 
 
 def new_run_id(prefix: str = "") -> str:
@@ -71,7 +74,10 @@ def resolve_variants(cfg: LabConfig, req: VariantRequest, log_dir: Path) -> list
 def _tests_fragments(cfg: LabConfig, v: Variant) -> list[Path]:
     """What the tree's own tests need from the variant's kernel (checked now,
     against its source, before any build)."""
-    tree, found = v.source.path, []
+    # The variant's own commit: a clone shared by an A/B's sides has either
+    # side (or nothing) checked out.
+    tree = TreeFiles(v.source.path, v.source.commit or build.source_commit(v.source.path))
+    found: list[Path] = []
     if cfg.tests.kselftests:
         kselftest.check_targets(tree, cfg.tests.kselftests, "--kselftest")
         frag = kselftest.fragment(tree, cfg.tests.kselftests, v.fragments, cfg.cache_root)
@@ -109,7 +115,7 @@ def accelerator(cfg: LabConfig, kernel_image: Path, log_dir: Path, ui: Ui) -> Ac
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     if cfg.vm.accel == "auto" and memo.is_file():
         seen = json.loads(memo.read_text())
-        if seen.get("boot_id") == boot_id:
+        if seen.get("boot_id") == boot_id and seen.get("version") == PROBE_VERSION:
             accel = Accel(seen["name"], seen["reason"] + ", probed earlier this boot",
                           seen.get("cpu", ""))
             ui.note(f"accelerator: {accel.name} ({accel.reason})")
@@ -117,7 +123,7 @@ def accelerator(cfg: LabConfig, kernel_image: Path, log_dir: Path, ui: Ui) -> Ac
     accel = probe_accel(cfg.vm.accel, kernel_image, log_dir)
     if cfg.vm.accel == "auto":
         cache.write_json(memo, {"boot_id": boot_id, "name": accel.name, "reason": accel.reason,
-                                "cpu": accel.cpu})
+                                "cpu": accel.cpu, "version": PROBE_VERSION})
     ui.note(f"accelerator: {accel.name} ({accel.reason})")
     return accel
 

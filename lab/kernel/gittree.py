@@ -41,7 +41,11 @@ _ENV = {
 _CONFIG = ("-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false",
            "-c", "gc.auto=0", "-c", "core.looseCompression=1", "-c", "core.quotePath=false",
            "-c", "advice.detachedHead=false", "-c", "core.symlinks=true",
-           "-c", "core.fileMode=true")
+           "-c", "core.fileMode=true",
+           # The user's tree may belong to another uid (a CI container's
+           # checkout): the lab only reads it, so git's ownership check must not
+           # refuse it (only command-line config can lift it; global is ignored).
+           "-c", "safe.directory=*")
 
 
 def git(repo: Path, *args: str | os.PathLike, log_path: Path | None = None,

@@ -13,9 +13,8 @@ stick.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from lab.kernel import gittree
+from lab.kernel.tree_files import TreeFiles
 
 MAX_DEPTH = 8
 _SYMBOL = re.compile(r"^[A-Z0-9_]+$")
@@ -32,22 +31,13 @@ def _plain_symbols(expr: str) -> list[str]:
     return parts
 
 
-def _grep(tree: Path, pattern: str) -> list[tuple[str, int]]:
-    out = gittree.query(tree, "grep", "-n", "-E", pattern, "--", "*Kconfig*", timeout=120)
-    found = []
-    for line in out.stdout.splitlines():
-        rel, number, _ = line.split(":", 2)
-        found.append((rel, int(number)))
-    return found
-
-
 def _enclosing_ifs(lines: list[str], upto: int) -> list[str]:
+    # Only at the start of a line: an indented "if you ..." is help text.
     stack: list[list[str]] = []
     for line in lines[:upto]:
-        text = line.strip()
-        if text.startswith("if "):
-            stack.append(_plain_symbols(text[3:]))
-        elif (text == "endif" or text.startswith("endif ")) and stack:
+        if line.startswith("if "):
+            stack.append(_plain_symbols(line[3:]))
+        elif (line.rstrip() == "endif" or line.startswith(("endif ", "endif\t"))) and stack:
             stack.pop()
     return [s for group in stack for s in group]
 
@@ -63,26 +53,27 @@ def _entry_depends(lines: list[str], start: int) -> list[str]:
     return found
 
 
-def _sourced_in(tree: Path, rel: str, depth: int) -> list[str]:
+def _sourced_in(tree: TreeFiles, rel: str, depth: int) -> list[str]:
     """The `if` symbols around each `source "rel"` (the file's own context)."""
     if depth > MAX_DEPTH:
         return []
     found: list[str] = []
-    for parent, number in _grep(tree, rf'^\s*source\s+"{re.escape(rel)}"'):
-        lines = (tree / parent).read_text(errors="replace").splitlines()
+    for parent, number in tree.grep(rf'^\s*source\s+"{re.escape(rel)}"', "*Kconfig*"):
+        lines = (tree.read(parent) or "").splitlines()
         found += _enclosing_ifs(lines, number - 1) + _sourced_in(tree, parent, depth + 1)
     return found
 
 
-def needs(tree: Path, symbol: str, depth: int = 0, seen: set[str] | None = None) -> list[str]:
+def needs(tree: TreeFiles, symbol: str, depth: int = 0, seen: set[str] | None = None
+          ) -> list[str]:
     """The symbols `symbol` plainly depends on, nearest first, transitively."""
     seen = set() if seen is None else seen
     if depth > MAX_DEPTH or symbol in seen:
         return []
     seen.add(symbol)
     direct: list[str] = []
-    for rel, number in _grep(tree, rf"^\s*(menu)?config\s+{symbol}\s*$"):
-        lines = (tree / rel).read_text(errors="replace").splitlines()
+    for rel, number in tree.grep(rf"^\s*(menu)?config\s+{symbol}\s*$", "*Kconfig*"):
+        lines = (tree.read(rel) or "").splitlines()
         direct += _entry_depends(lines, number - 1) + _enclosing_ifs(lines, number - 1)
         direct += _sourced_in(tree, rel, 0)
     found: list[str] = []

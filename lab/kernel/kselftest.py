@@ -33,6 +33,7 @@ from lab.kernel.build import (
     source_commit,
     source_lock,
 )
+from lab.kernel.tree_files import TreeFiles
 
 RECIPE_VERSION = "1"
 TARBALL = "install.tar.gz"
@@ -73,33 +74,33 @@ def split_targets(values: Sequence[str], where: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def check_targets(source_tree: Path, targets: Sequence[str], where: str) -> None:
+def check_targets(tree: TreeFiles, targets: Sequence[str], where: str) -> None:
     """Every target is a folder with a Makefile in this source; else ConfigError
-    naming it, with the targets the source has."""
-    root = source_tree / SELFTESTS
-    if not root.is_dir():
-        raise ConfigError(f"{where}: {source_tree} has no {SELFTESTS}")
+    naming it, with the nearest names the source has."""
+    root = str(SELFTESTS)
+    have = tree.names(root)
+    if not have:
+        raise ConfigError(f"{where}: {tree.repo} at {tree.commit[:12]} has no {SELFTESTS}")
     for target in targets:
-        if not (root / target / "Makefile").is_file():
-            have = sorted(p.parent.name for p in root.glob("*/Makefile"))
+        if not tree.is_file(f"{root}/{target}/Makefile"):
             near = difflib.get_close_matches(target, have, n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join(near)}?" if near else ""
-            raise ConfigError(f"{where}: no kselftest target {target!r} in {source_tree} "
-                              f"({len(have)} targets, in {SELFTESTS}){hint}")
+            raise ConfigError(f"{where}: no kselftest target {target!r} in {tree.repo} at "
+                              f"{tree.commit[:12]} ({len(have)} entries in {SELFTESTS}){hint}")
 
 
-def required_options(source_tree: Path, targets: Sequence[str]) -> dict[str, str]:
+def required_options(tree: TreeFiles, targets: Sequence[str]) -> dict[str, str]:
     """The options the targets' `config` files ask for, `=m` read as `=y`."""
     wanted: dict[str, str] = {}
     for target in targets:
-        path = source_tree / SELFTESTS / target / "config"
-        if path.is_file():
-            for name, value in parse_config(path.read_text()).items():
+        text = tree.read(f"{SELFTESTS}/{target}/config")
+        if text is not None:
+            for name, value in parse_config(text).items():
                 wanted[name] = "y" if value == "m" else value
     return wanted
 
 
-def fragment(source_tree: Path, targets: Sequence[str], have: Sequence[Path],
+def fragment(tree: TreeFiles, targets: Sequence[str], have: Sequence[Path],
              cache_root: Path) -> Path | None:
     """A config fragment with the targets' options that the variant's fragments
     do not already set the same way (so a target whose needs the lab's config
@@ -107,7 +108,7 @@ def fragment(source_tree: Path, targets: Sequence[str], have: Sequence[Path],
     already: dict[str, str] = {}
     for frag in have:
         already.update(parse_config(frag.read_text()))
-    missing = {k: v for k, v in required_options(source_tree, targets).items()
+    missing = {k: v for k, v in required_options(tree, targets).items()
                if already.get(k) != v}
     if not missing:
         return None

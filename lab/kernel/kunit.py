@@ -17,13 +17,15 @@ matching suites.
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 import re
 from pathlib import Path
 
 from lab.errors import ConfigError
 from lab.host import cache
-from lab.kernel import gittree, kconfig
+from lab.kernel import kconfig
 from lab.kernel.build import parse_config
+from lab.kernel.tree_files import TreeFiles
 
 _DEFINES = r"kunit_test_(init_section_)?suites?\("
 _SUITE_NAME = re.compile(r"struct\s+kunit_suite\s+\w+\s*=\s*\{[^;]*?\.name\s*=\s*\"([^\"]+)\"",
@@ -32,18 +34,16 @@ _ASSIGN = re.compile(r"^([A-Za-z0-9_.-]+)-(\$\(CONFIG_([A-Za-z0-9_]+)\)|y|objs)\
 MAX_HOPS = 8
 
 
-def suites(tree: Path) -> dict[str, str]:
+def suites(tree: TreeFiles) -> dict[str, str]:
     """Every KUnit suite the source defines: name -> the file (relative path)."""
-    out = gittree.query(tree, "grep", "-l", "-E", _DEFINES, "--", "*.c", timeout=300)
     found: dict[str, str] = {}
-    for rel in out.stdout.split():
-        text = (tree / rel).read_text(errors="replace")
-        for name in _SUITE_NAME.findall(text):
+    for rel, _ in tree.grep(_DEFINES, "*.c", files_only=True):
+        for name in _SUITE_NAME.findall(tree.read(rel) or ""):
             found.setdefault(name, rel)
     return found
 
 
-def matching(tree: Path, glob: str) -> dict[str, str]:
+def matching(tree: TreeFiles, glob: str) -> dict[str, str]:
     """The suites whose name matches the glob's suite part (`suite.test`)."""
     suite_glob = glob.split(".", 1)[0]
     every = suites(tree)
@@ -55,29 +55,30 @@ def matching(tree: Path, glob: str) -> dict[str, str]:
     return chosen
 
 
-def _makefile_lines(folder: Path) -> list[str]:
+def _makefile_lines(tree: TreeFiles, folder: str) -> list[str]:
     """The folder's Makefile/Kbuild, continuation lines joined."""
     lines: list[str] = []
     for name in ("Kbuild", "Makefile"):
-        path = folder / name
-        if path.is_file():
-            text = path.read_text(errors="replace").replace("\\\n", " ")
+        text = tree.read(f"{folder}/{name}" if folder else name)
+        if text is not None:
+            text = text.replace("\\\n", " ")
             lines += [line.split("#", 1)[0].strip() for line in text.splitlines()]
     return lines
 
 
-def _includer(tree: Path, rel: str) -> str | None:
+def _includer(tree: TreeFiles, rel: str) -> str | None:
     """The .c file of the same folder that #includes `rel` (tests compiled as
     part of the code they test, e.g. lib/kunit/executor_test.c)."""
-    path = tree / rel
-    include = f'#include "{path.name}"'
-    for other in sorted(path.parent.glob("*.c")):
-        if other != path and include in other.read_text(errors="replace"):
-            return str(other.relative_to(tree))
+    folder, name = posixpath.split(rel)
+    include = f'#include "{name}"'
+    for other in sorted(tree.names(folder)):
+        path = posixpath.join(folder, other)
+        if other.endswith(".c") and path != rel and include in (tree.read(path) or ""):
+            return path
     return None
 
 
-def options_building(tree: Path, rel: str) -> list[str]:
+def options_building(tree: TreeFiles, rel: str) -> list[str]:
     """The config options that must be on for `rel` (a .c file) to be built in."""
     options = _options_of_object(tree, rel)
     if not options and (host := _includer(tree, rel)):
@@ -88,13 +89,13 @@ def options_building(tree: Path, rel: str) -> list[str]:
     return options
 
 
-def _options_of_object(tree: Path, rel: str) -> list[str]:
-    folder = (tree / rel).parent
-    wanted = Path(rel).stem + ".o"
+def _options_of_object(tree: TreeFiles, rel: str) -> list[str]:
+    folder, name = posixpath.split(rel)
+    wanted = posixpath.splitext(name)[0] + ".o"
     options: list[str] = []
     for _ in range(MAX_HOPS):
         hit = None
-        for line in _makefile_lines(folder):
+        for line in _makefile_lines(tree, folder):
             m = _ASSIGN.match(line)
             if m and wanted in m.group(4).split():
                 hit = m
@@ -107,14 +108,15 @@ def _options_of_object(tree: Path, rel: str) -> list[str]:
         if lhs != "obj":
             wanted = f"{lhs}.o"  # a part of a composite object: find what builds it
             continue
-        if folder == tree:
+        if not folder:
             break
         # Built whenever its folder is: what builds the folder?
-        wanted, folder = f"{folder.name}/", folder.parent
+        wanted, folder = f"{posixpath.basename(folder)}/", posixpath.dirname(folder)
     return list(dict.fromkeys(reversed(options)))
 
 
-def fragment(tree: Path, glob: str | None, kunitconfig: Path | None, cache_root: Path) -> Path:
+def fragment(tree: TreeFiles, glob: str | None, kunitconfig: Path | None,
+             cache_root: Path) -> Path:
     """The config fragment that builds the glob's suites in (or the user's
     --kunitconfig), with KUnit itself on; content-addressed in the cache."""
     wanted = {"CONFIG_KUNIT": "y"}

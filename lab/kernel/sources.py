@@ -198,16 +198,19 @@ def git_source(repo: Path, rev: str, cache_root: Path, log_dir: Path, *,
 RESULTS_DIR = "results"
 
 
-def _exclude_results(clone: Path) -> None:
-    """The lab run from inside the tree writes ./results there: not source.
-    The private clone's own exclude file applies to the user's work tree
-    read through --work-tree, and touches nothing of theirs."""
+def _exclude_results(clone: Path, repo: Path) -> None:
+    """What is not the user's source: the ./results the lab writes when run
+    from inside the tree, and what the user excludes in their own
+    .git/info/exclude (a CI job's checkout of kernel-lab, for one). The
+    private clone's exclude file applies to the user's work tree read through
+    --work-tree, and touches nothing of theirs."""
+    theirs = gittree.query(repo, "rev-parse", "--git-path", "info/exclude").stdout.strip()
+    path = Path(theirs) if Path(theirs).is_absolute() else repo / theirs
+    text = path.read_text(errors="replace") if theirs and path.is_file() else ""
+    lines = [*text.splitlines(), f"/{RESULTS_DIR}/"]
     exclude = clone / ".git" / "info" / "exclude"
-    line = f"/{RESULTS_DIR}/"
-    text = exclude.read_text() if exclude.is_file() else ""
-    if line not in text.splitlines():
-        exclude.parent.mkdir(parents=True, exist_ok=True)
-        exclude.write_text(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    exclude.write_text("\n".join(lines) + "\n")
 
 
 def worktree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSource:
@@ -235,7 +238,7 @@ def worktree_source(tree: Path, cache_root: Path, log_dir: Path) -> KernelSource
         # --reset (a one-tree merge that ignores local changes) keeps the stat
         # data of entries whose content did not change.
         in_tree("read-tree", "--reset", head)
-        _exclude_results(clone)
+        _exclude_results(clone, repo)
         in_tree("add", "-A", ".")
         tree_id = in_tree("write-tree")
         if tree_id == in_tree("rev-parse", f"{head}^{{tree}}"):

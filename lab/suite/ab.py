@@ -8,15 +8,15 @@ comparison, the head is judged against it, sub-test by sub-test:
 - a sub-test that fails on the head and passed (or did not exist) on the base
   is a regression and fails the head;
 - one that fails on both is pre-existing: shown, counted, not a failure;
-- a check that failed as a whole (exit status, time limit, a kernel report,
-  unparsable output) with no failing sub-test to blame is a regression
-  unless the base's run of it failed too;
+- a check that failed as a whole (the time limit, a failure no sub-test
+  names) is a regression unless the base's run of it failed as a whole too;
+  one in which the kernel crashed, hung or reported trouble always is;
 - the base's own runs are the reference: their failures are shown, never
   the verdict's.
 
-With one variant, or a check the base did not run, the check's own verdict
-stands. The lab's own cases are never judged this way: each checks what its
-variant claims.
+With one variant, or a check the base did not run (or the early stop left
+out), the check's own verdict stands. The lab's own cases are never judged
+this way: each checks what its variant claims.
 """
 
 from __future__ import annotations
@@ -77,29 +77,48 @@ def _as_reference(check: CheckResult, new: str) -> CheckResult:
     return _judged(check, ab, passed=True, verdict=RunsVerdict.PASS.value, observed=observed)
 
 
+def _whole(check: CheckResult) -> str:
+    """Why the check failed beyond what its failing sub-tests explain: the
+    kernel crashed, hung or reported trouble, the time limit, or a failure
+    with no sub-test to blame; "" if it passed or its sub-tests say it all."""
+    if check.passed:
+        return ""
+    if check.kernel is not None:
+        return f"the kernel's {check.kernel.kind}"
+    if check.details.get("timed_out"):
+        return "the time limit"
+    if not failed_subtests(check.details):
+        return "a failure no sub-test names"
+    return ""
+
+
 def _against(check: CheckResult, base: CheckResult) -> CheckResult:
     mine, theirs = failed_subtests(check.details), set(failed_subtests(base.details))
     new_failures = [n for n in mine if n not in theirs]
     pre_existing = [n for n in mine if n in theirs]
-    as_a_whole = not check.passed and not mine  # failed with no sub-test to blame
-    whole_regressed = as_a_whole and base.passed
+    whole, base_whole = _whole(check), _whole(base)
+    # The kernel's failures are the kernel's: a crash, hang or report on the
+    # head is never excused by the base's; any other failure as a whole is
+    # pre-existing only if the base failed as a whole too.
+    whole_regressed = bool(whole) and (check.kernel is not None or not base_whole)
     regressed = bool(new_failures) or whole_regressed
     skips = (skipped_subtests(check.details), skipped_subtests(base.details))
     ab = {"role": "head", "base": base.variant,
           "regressions": new_failures, "pre_existing": pre_existing,
-          "failed_as_a_whole_on_base_too": as_a_whole and not base.passed,
+          "failed_as_a_whole": whole, "base_failed_as_a_whole": base_whole,
           "skipped": {"here": skips[0], "base": skips[1]}}
     if check.passed:
         return _judged(check, ab)
     parts = []
     if new_failures:
         parts.append(f"regressed against {base.variant}: {_names(new_failures)}")
-    elif whole_regressed:
-        parts.append(f"regressed against {base.variant} (which passed)")
+    if whole_regressed:
+        parts.append(f"{whole} on this side" + (f", not on {base.variant}" if not base_whole
+                                                 else ""))
     if pre_existing:
         parts.append(f"failing on {base.variant} too: {_names(pre_existing)}")
-    if as_a_whole and not base.passed:
-        parts.append(f"{base.variant} failed it too")
+    if whole and not whole_regressed:
+        parts.append(f"{base.variant} failed it as a whole too ({base_whole})")
     observed = "; ".join(parts) + f" [{check.observed}]"
     if regressed:
         return _judged(check, ab, observed=observed)
@@ -110,14 +129,17 @@ def _against(check: CheckResult, base: CheckResult) -> CheckResult:
 def judge(checks: Sequence[CheckResult], base: str, new: str) -> list[CheckResult]:
     """The checks, with the tree's and user's tests judged against `base`."""
     checks = [_raw(c) for c in checks]
-    on_base = {c.name: c for c in checks if c.variant == base}
+    # A base run the early stop left out is no reference: the head stands alone.
+    on_base = {c.name: c for c in checks if c.variant == base
+               and c.runs_verdict is not RunsVerdict.NOT_RUN}
     ran_elsewhere = {c.name for c in checks if c.variant != base}
     judged = []
     for check in checks:
         if not check.kind.judged_against_base:
             judged.append(check)
         elif check.variant == base:
-            judged.append(_as_reference(check, new) if check.name in ran_elsewhere else check)
+            judged.append(_as_reference(check, new) if check.name in ran_elsewhere
+                          and check.name in on_base else check)
         elif check.name in on_base:
             judged.append(_against(check, on_base[check.name]))
         else:

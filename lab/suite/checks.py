@@ -93,6 +93,8 @@ def judge(case: Case, variant: str, observations: Sequence[Observation],
         console_excerpt=excerpt,
         verdict=judged.value,
         kind=case.kind,
+        # The kernel reported trouble (a WARNING, lockdep, ...): its failure, typed.
+        kernel=None if ok else KernelEvidence("report", trouble, evidence=excerpt),
     ), vm_usable=ok, verdict=judged)
 
 

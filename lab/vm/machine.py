@@ -163,6 +163,9 @@ def _probe_kvm(cpu: str, kernel: Path, stem: Path) -> str:
             time.sleep(0.2)
     finally:
         child.stop(grace_s=2)
+    # It may have printed the banner just before it exited.
+    if console_log.exists() and "Linux version" in console_log.read_text(errors="replace"):
+        return ""
     said = [line.strip() for line in qemu_log.read_text(errors="replace").splitlines()
             if line.strip() and not line.startswith("$ ")
             and "terminating on signal" not in line] if qemu_log.exists() else []

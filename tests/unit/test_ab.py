@@ -163,3 +163,36 @@ def test_the_report_shows_each_sub_test_side_by_side_with_the_ab_reading():
                                     ("b", "NOT OK", "NOT OK", "fails on both"),
                                     ("c", "skip", "skip", ""))
     assert subtests_blocks([check("patched", True, kind=CheckKind.CASE, name="flag-off")]) == []
+
+
+def test_the_kernels_failure_on_the_head_is_never_excused_by_the_base():
+    import dataclasses
+
+    from lab.results import KernelEvidence
+
+    base = check("baseline", False, [sub("a", ok=False)])
+    warned = dataclasses.replace(check("patched", False, [sub("a", ok=False)]),
+                                 kernel=KernelEvidence("report", "kernel warning: x"))
+    got = by_variant(ab.judge([base, warned], "baseline", "patched"))["patched"]
+    assert not got.passed and "the kernel's report on this side" in got.observed
+    timed_out = dataclasses.replace(check("baseline", False),
+                                    details={"subtests": [], "timed_out": True})
+    crashed = dataclasses.replace(check("patched", False), kernel=KernelEvidence("crash", "BUG"))
+    assert not by_variant(ab.judge([timed_out, crashed], "baseline", "patched"))[
+        "patched"].passed
+    # A time limit on both sides is the test's, not the patch's.
+    slow = dataclasses.replace(check("patched", False),
+                               details={"subtests": [], "timed_out": True})
+    assert by_variant(ab.judge([timed_out, slow], "baseline", "patched"))["patched"].passed
+
+
+def test_a_base_run_the_early_stop_left_out_is_no_reference():
+    import dataclasses
+
+    from lab.verdict import RunsVerdict
+
+    not_run = dataclasses.replace(check("baseline", False), verdict=RunsVerdict.NOT_RUN.value)
+    head = check("patched", False, [sub("a", ok=False)])
+    got = by_variant(ab.judge([not_run, head], "baseline", "patched"))
+    assert got["baseline"] == not_run  # left as it is: not run, not a pass
+    assert not got["patched"].passed and "ab" not in got["patched"].details

@@ -7,6 +7,7 @@ import pytest
 
 from lab.errors import ConfigError
 from lab.kernel import kselftest, kunit
+from lab.kernel.tree_files import TreeFiles
 from lab.suite import kunit as kunit_check
 
 CONSOLE = """\
@@ -78,9 +79,18 @@ def _tree(tmp_path):
         (tmp_path / "lib/Makefile").read_text() + "obj-$(CONFIG_KUNIT) += exec.o\n")
     (tmp_path / "lib/exec_test.c").write_text(
         'static struct kunit_suite s = { .name = "executor_test" };\nkunit_test_suite(s);\n')
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    subprocess.run(["git", "-C", str(tmp_path), "add", "-A"], check=True)
-    return tmp_path
+    return _committed(tmp_path)
+
+
+def _committed(folder):
+    """The folder as one commit, read the way the lab reads a variant's source."""
+    git = ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "t"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    return TreeFiles(folder, head)
 
 
 def test_kunit_options_come_from_the_makefiles(tmp_path):
@@ -121,9 +131,10 @@ def test_kselftest_targets_are_checked_against_the_source(tmp_path):
     (root / "memfd").mkdir(parents=True)
     (root / "memfd/Makefile").write_text("all:\n")
     (root / "memfd/config").write_text("CONFIG_FUSE_FS=m\nCONFIG_MEMFD_X=y\n")
-    kselftest.check_targets(tmp_path, ["memfd"], "--kselftest")
+    tree = _committed(tmp_path)
+    kselftest.check_targets(tree, ["memfd"], "--kselftest")
     with pytest.raises(ConfigError, match="no kselftest target 'memfdd'.*did you mean memfd"):
-        kselftest.check_targets(tmp_path, ["memfdd"], "--kselftest")
+        kselftest.check_targets(tree, ["memfdd"], "--kselftest")
 
 
 def test_a_targets_config_adds_only_what_the_lab_does_not_set(tmp_path):
@@ -134,7 +145,11 @@ def test_a_targets_config_adds_only_what_the_lab_does_not_set(tmp_path):
     lab_frag.write_text("CONFIG_FUSE_FS=y\n")
     # `=m` is `=y` in a guest without modules, which the lab's config has already:
     # the kernel's key (and its cached build) stays.
-    assert kselftest.fragment(tmp_path, ["memfd"], [lab_frag], tmp_path / "c") is None
+    tree = _committed(tmp_path)
+    assert kselftest.fragment(tree, ["memfd"], [lab_frag], tmp_path / "c") is None
     (root / "memfd/config").write_text("CONFIG_FUSE_FS=m\nCONFIG_TMPFS=y\n")
-    frag = kselftest.fragment(tmp_path, ["memfd"], [lab_frag], tmp_path / "c")
+    # Read from the commit, not the disk: the new config counts once committed.
+    assert kselftest.fragment(tree, ["memfd"], [lab_frag], tmp_path / "c") is None
+    tree = _committed(tmp_path)
+    frag = kselftest.fragment(tree, ["memfd"], [lab_frag], tmp_path / "c")
     assert frag is not None and frag.read_text() == "CONFIG_TMPFS=y\n"
