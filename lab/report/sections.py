@@ -29,7 +29,7 @@ from lab.report.narrative import explanation
 from lab.report.plots import bandwidth_name, gain_name
 from lab.report.stats import Summary, significance_rule
 from lab.results import CheckResult, RunResults
-from lab.suite import ab
+from lab.suite import ktap
 
 MODE_WHAT = {
     "latency": "the server holds each WRITE, so throughput counts WRITEs in flight",
@@ -239,8 +239,7 @@ def _subtest_cell(sub: dict[str, Any] | None) -> str:
         return DASH
     if sub["directive"] == "SKIP":
         return "skip"
-    if sub["directive"] in ab.FAILING_DIRECTIVES or (
-            not sub["ok"] and sub["directive"] not in ab.HARMLESS_DIRECTIVES):
+    if ktap.subtest_failed(sub):
         return "NOT OK"
     return "ok"
 

@@ -26,18 +26,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lab.results import CheckResult
+from lab.suite import ktap
 from lab.verdict import RunsVerdict
 
-FAILING_DIRECTIVES = ("TIMEOUT", "ERROR")
-HARMLESS_DIRECTIVES = ("SKIP", "TODO", "XFAIL")
 SHOWN = 5
 
 
 def failed_subtests(details: Mapping[str, Any]) -> list[str]:
     """The names of the sub-tests that failed (lab.suite.ktap's flattened results)."""
-    return [s["name"] for s in details.get("subtests", ())
-            if s["directive"] in FAILING_DIRECTIVES
-            or (not s["ok"] and s["directive"] not in HARMLESS_DIRECTIVES)]
+    return [s["name"] for s in details.get("subtests", ()) if ktap.subtest_failed(s)]
 
 
 def skipped_subtests(details: Mapping[str, Any]) -> int:

@@ -18,7 +18,7 @@ kept as `problems`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,8 @@ from typing import Any
 # failures in any case. Unknown words after `#` are diagnostics (the spec
 # says to fall back to ok / not ok).
 NOT_FAILURES = ("SKIP", "TODO", "XFAIL")
-DIRECTIVES = (*NOT_FAILURES, "TIMEOUT", "ERROR")
+ALWAYS_FAILURES = ("TIMEOUT", "ERROR")
+DIRECTIVES = (*NOT_FAILURES, *ALWAYS_FAILURES)
 
 _VERSION = re.compile(r"^(KTAP|TAP) version (\d+)\s*$")
 _PLAN = re.compile(r"^1\.\.(\d+)\s*(?:#\s*(.*))?$")
@@ -36,6 +37,17 @@ _DIRECTIVE = re.compile(r"^(skip|todo|xfail|timeout|error)(?:ped)?(?=[\s:]|$)[\s
 _SUBTEST = re.compile(r"^#\s*Subtest:\s*(.*)$")
 _BAIL = re.compile(r"^Bail out!\s*(.*)$")
 MAX_DIAGNOSTICS = 20
+
+
+def is_failure(ok: bool, directive: str) -> bool:
+    """A result line's verdict: `not ok` unless SKIP/TODO/XFAIL, and TIMEOUT
+    or ERROR whatever the line says."""
+    return directive in ALWAYS_FAILURES or (not ok and directive not in NOT_FAILURES)
+
+
+def subtest_failed(sub: Mapping[str, Any]) -> bool:
+    """The same verdict for a sub-result as stored in CheckResult.details."""
+    return is_failure(sub["ok"], sub["directive"])
 
 
 @dataclass(frozen=True)
@@ -54,9 +66,7 @@ class TestResult:
 
     @property
     def failed(self) -> bool:
-        if self.directive in ("TIMEOUT", "ERROR"):
-            return True
-        return not self.ok and self.directive not in NOT_FAILURES
+        return is_failure(self.ok, self.directive)
 
     def as_dict(self, prefix: str = "") -> dict[str, Any]:
         """The shape stored in CheckResult.details["subtests"]."""
