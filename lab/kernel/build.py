@@ -254,6 +254,18 @@ def parse_config(text: str) -> dict[str, str]:
     return values
 
 
+def store_fragment(options: dict[str, str], cache_root: Path, name: str) -> Path:
+    """`options` as a config fragment in the cache, named by its content (so the
+    kernel's key follows what it asks for). `=m` is written `=y`: the lab's
+    guests boot without modules."""
+    text = "".join(f"# {k} is not set\n" if v == "n" else f"{k}={'y' if v == 'm' else v}\n"
+                   for k, v in sorted(options.items()))
+    path = cache_root / "fragments" / f"{name}-{cache.digest([text])[:16]}.config"
+    if not path.is_file():
+        cache.write_atomic(path, text)
+    return path
+
+
 def unmet_options(fragments: Sequence[Path], final_config: str) -> list[str]:
     """Options a fragment asked for that `olddefconfig` did not keep."""
     final = parse_config(final_config)

@@ -32,6 +32,7 @@ from lab.kernel.build import (
     patched_source,
     source_commit,
     source_lock,
+    store_fragment,
 )
 from lab.kernel.tree_files import TreeFiles
 
@@ -110,14 +111,7 @@ def fragment(tree: TreeFiles, targets: Sequence[str], have: Sequence[Path],
         already.update(parse_config(frag.read_text()))
     missing = {k: v for k, v in required_options(tree, targets).items()
                if already.get(k) != v}
-    if not missing:
-        return None
-    text = "".join(f"{k}={v}\n" if v != "n" else f"# {k} is not set\n"
-                   for k, v in sorted(missing.items()))
-    path = cache_root / "fragments" / f"kselftest-{cache.digest([text])[:16]}.config"
-    if not path.is_file():
-        cache.write_atomic(path, text)
-    return path
+    return store_fragment(missing, cache_root, "kselftest") if missing else None
 
 
 def _key(variant: Variant, targets: Sequence[str], commit: str) -> str:

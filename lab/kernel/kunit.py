@@ -22,9 +22,8 @@ import re
 from pathlib import Path
 
 from lab.errors import ConfigError
-from lab.host import cache
 from lab.kernel import kconfig
-from lab.kernel.build import parse_config
+from lab.kernel.build import parse_config, store_fragment
 from lab.kernel.tree_files import TreeFiles
 
 _DEFINES = r"kunit_test_(init_section_)?suites?\("
@@ -127,11 +126,7 @@ def fragment(tree: TreeFiles, glob: str | None, kunitconfig: Path | None,
             for option in options_building(tree, rel):
                 wanted.update({f"CONFIG_{o}": "y"
                                for o in (option, *kconfig.needs(tree, option))})
-    text = "".join(f"{k}={'y' if v == 'm' else v}\n" for k, v in sorted(wanted.items()))
-    path = cache_root / "fragments" / f"kunit-{cache.digest([text])[:16]}.config"
-    if not path.is_file():
-        cache.write_atomic(path, text)
-    return path
+    return store_fragment(wanted, cache_root, "kunit")
 
 
 def cmdline(glob: str | None) -> tuple[str, ...]:
