@@ -66,21 +66,33 @@ def resolve_variants(cfg: LabConfig, req: VariantRequest, log_dir: Path) -> list
         cfg, names=req.names, log_dir=log_dir, debug=req.debug, patches=req.patches,
         expect=req.expect, kernel_tree=req.kernel_tree, base=req.base, head=req.head,
         strict=req.strict)
+    by_commit: dict[tuple[TreeFiles, tuple[Path, ...]], list[Path]] = {}
     return [dataclasses.replace(v, base_config=base_config,
-                                fragments=(*v.fragments, *extra, *_tests_fragments(cfg, v)))
+                                fragments=(*v.fragments, *extra,
+                                           *_tests_fragments(cfg, v, by_commit)))
             for v in vs]
 
 
-def _tests_fragments(cfg: LabConfig, v: Variant) -> list[Path]:
+def _tests_fragments(cfg: LabConfig, v: Variant,
+                     by_commit: dict[tuple[TreeFiles, tuple[Path, ...]], list[Path]]
+                     ) -> list[Path]:
     """What the tree's own tests need from the variant's kernel (checked now,
-    against its source, before any build)."""
+    against its source, before any build); worked out once per commit (a
+    series' variants share one, and reading a tree's suites takes seconds)."""
     # The variant's own commit: a clone shared by an A/B's sides has either
     # side (or nothing) checked out.
     tree = TreeFiles(v.source.path, v.source.commit or build.source_commit(v.source.path))
+    key = (tree, v.fragments)
+    if key not in by_commit:
+        by_commit[key] = _fragments_at(cfg, tree, v.fragments)
+    return by_commit[key]
+
+
+def _fragments_at(cfg: LabConfig, tree: TreeFiles, have: Sequence[Path]) -> list[Path]:
     found: list[Path] = []
     if cfg.tests.kselftests:
         kselftest.check_targets(tree, cfg.tests.kselftests, "--kselftest")
-        frag = kselftest.fragment(tree, cfg.tests.kselftests, v.fragments, cfg.cache_root)
+        frag = kselftest.fragment(tree, cfg.tests.kselftests, have, cfg.cache_root)
         found += [frag] if frag else []
     if cfg.tests.kunit:
         config_file = Path(cfg.tests.kunitconfig) if cfg.tests.kunitconfig else None

@@ -129,17 +129,16 @@ def build(variant: Variant, targets: Sequence[str], cache_root: Path, log_dir: P
     key = _key(variant, targets, commit)
     art = cache_root / "kselftest" / key
     log_path = log_dir / f"kselftest-{variant.build_name}.log"
+    cached = KselftestBuild(key, tuple(targets), art / "install", 0.0, True, art / "build.log")
     if (art / "meta.json").is_file():
-        return KselftestBuild(key, tuple(targets), art / "install", 0.0, True,
-                              art / "build.log")
+        return cached
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
     start = time.monotonic()
     staging = art.with_name(art.name + ".partial")
     with source_lock(variant, cache_root):
         if (art / "meta.json").is_file():  # built by another lab process meanwhile
-            return KselftestBuild(key, tuple(targets), art / "install", 0.0, True,
-                                  art / "build.log")
+            return cached
         shutil.rmtree(staging, ignore_errors=True)
         out = staging / "out"
         out.mkdir(parents=True)
