@@ -7,17 +7,15 @@ PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Debian 12 packages the lab runs on the host.
-APT_PACKAGES := linux-source-6.1 linux-source-6.12 make gcc flex bison bc libelf-dev libssl-dev dwarves \
-	patch rsync xz-utils perl git qemu-system-x86 qemu-utils mmdebstrap uidmap \
-	e2fsprogs genext2fs openssh-client python3-venv ca-certificates fio \
-	chromium fonts-dejavu-core libfuse-dev
-
-# What an A/B of a kernel tree needs in CI (ci/github/ab): no kernel source
-# package (the tree is the source), no browser (no plots to screenshot).
+# What an A/B of a kernel tree needs (make setup-ci, ci/github/ab): builds,
+# QEMU, the image, SSH, fio and the kselftests' libfuse 2.
 APT_CI_PACKAGES := make gcc flex bison bc libelf-dev libssl-dev dwarves patch rsync xz-utils \
-	perl git qemu-system-x86 qemu-utils mmdebstrap uidmap e2fsprogs openssh-client \
+	perl git qemu-system-x86 qemu-utils mmdebstrap uidmap e2fsprogs genext2fs openssh-client \
 	python3-venv ca-certificates fio libfuse-dev
+
+# Everything the lab runs on the host: the above, plus the series' kernel
+# sources and a browser for the report's screenshots.
+APT_PACKAGES := $(APT_CI_PACKAGES) linux-source-6.1 linux-source-6.12 chromium fonts-dejavu-core
 
 .PHONY: setup setup-ci apt apt-ci user venv ci-tools run test lint clean-results
 
