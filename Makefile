@@ -76,8 +76,8 @@ run: setup
 	$(VENV)/bin/lab run
 
 test: setup ci-tools
-	$(VENV)/bin/ruff check lab tests
+	$(VENV)/bin/ruff check lab tests tools
 	$(VENV)/bin/pytest --junitxml=results/pytest-junit.xml
 
 lint: venv
-	$(VENV)/bin/ruff check lab tests
+	$(VENV)/bin/ruff check lab tests tools
