@@ -123,6 +123,92 @@ class CheckKind(StrEnum):
         return self is not CheckKind.CASE
 
 
+# What a sub-result's directive makes of it (KTAP, TAP 13/14): SKIP, TODO and
+# XFAIL turn a `not ok` into "not a failure"; TIMEOUT and ERROR are failures
+# whatever the line says.
+NOT_FAILURES = ("SKIP", "TODO", "XFAIL")
+ALWAYS_FAILURES = ("TIMEOUT", "ERROR")
+
+
+def is_failure(ok: bool, directive: str) -> bool:
+    return directive in ALWAYS_FAILURES or (not ok and directive not in NOT_FAILURES)
+
+
+@dataclass(frozen=True)
+class SubResult:
+    """One sub-test of a script, kselftest or KUnit check (a KTAP/TAP result
+    line), named by its path: "suite/case"."""
+
+    name: str
+    ok: bool
+    directive: str = ""  # SKIP, TODO, XFAIL, TIMEOUT, ERROR or ""
+
+    @property
+    def failed(self) -> bool:
+        return is_failure(self.ok, self.directive)
+
+    @property
+    def skipped(self) -> bool:
+        return self.directive == "SKIP"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SubResult:
+        sub = _build(cls, data, "sub-result")
+        if not isinstance(sub.ok, bool):
+            raise ConfigError(f"results: sub-result {sub.name!r}: ok is {sub.ok!r}")
+        return sub
+
+
+class AbRole(StrEnum):
+    BASE = "base"  # the reference of the comparison: its failures are shown, not judged
+    HEAD = "head"  # judged against the base, sub-test by sub-test
+
+
+@dataclass(frozen=True)
+class OwnVerdict:
+    """A check's verdict as it ran, before the A/B judgement replaced it."""
+
+    passed: bool
+    observed: str
+    verdict: str = ""
+
+
+@dataclass(frozen=True)
+class AbReading:
+    """What the A/B judgement (lab.suite.ab) made of a tree's or user's test."""
+
+    role: AbRole
+    own: OwnVerdict
+    base: str = ""  # the head's base variant
+    failures: tuple[str, ...] = ()  # the base's failing sub-tests
+    regressions: tuple[str, ...] = ()  # failing on the head only
+    pre_existing: tuple[str, ...] = ()  # failing on both
+    failed_as_a_whole: str = ""  # why the head failed beyond its sub-tests, if it did
+    base_failed_as_a_whole: str = ""
+    skipped_here: int = 0
+    skipped_base: int = 0
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AbReading:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"results: ab is not an object: {data!r:.80}")
+        skipped = data.get("skipped") or {}  # older files: {"here": n, "base": n}
+        data = {"skipped_here": skipped.get("here", 0), "skipped_base": skipped.get("base", 0),
+                **{k: v for k, v in data.items() if k != "skipped"}}
+        reading = _build(cls, data, "ab")
+        try:
+            role = AbRole(reading.role)
+        except ValueError:
+            raise ConfigError(f"results: ab: unknown role {reading.role!r}") from None
+        lists = {n: tuple(str(x) for x in getattr(reading, n))
+                 for n in ("failures", "regressions", "pre_existing")}
+        return replace(reading, role=role, own=_build(OwnVerdict, reading.own, "ab.own"), **lists)
+
+
+# Keys of `details` that older results.json files used for what are now typed fields.
+_LIFTED = ("number", "title", "subtests", "timed_out", "ab", "cached_from")
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """One functional check on one variant, with the evidence for its verdict."""
@@ -132,6 +218,10 @@ class CheckResult:
     passed: bool
     expected: str
     observed: str
+    # What the check observed, as the check recorded it (a case's counters, a
+    # script's exit status and output tail, fsx's runs): shown in the report
+    # and the JUnit as it is; the lab decides nothing from it. What the lab
+    # reads is in the typed fields below.
     details: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     console_excerpt: str = ""
@@ -140,6 +230,12 @@ class CheckResult:
     verdict: str = ""
     kind: CheckKind = CheckKind.CASE
     kernel: KernelEvidence | None = None  # set when the kernel itself failed the check
+    number: int = 0  # the case's number in the catalog; 0 for checks outside it
+    title: str = ""
+    subtests: tuple[SubResult, ...] = ()  # scripts, kselftest, KUnit
+    timed_out: bool = False  # stopped by its time limit (scripts, kselftest)
+    ab: AbReading | None = None  # set where judged A/B (lab.suite.ab)
+    cached_from: str = ""  # the run whose verdict this is, when the verdict cache served it
 
     @property
     def runs_verdict(self) -> RunsVerdict:
@@ -156,20 +252,41 @@ class CheckResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        if isinstance(data, Mapping) and isinstance(data.get("details"), Mapping):
+            data = _lift_older_details(data)
         check = _build(cls, data, "check")
-        kernel = data.get("kernel") or check.details.get("kernel_failure")  # older files
+        kernel = check.kernel
         if isinstance(kernel, Mapping):
-            details = {k: v for k, v in check.details.items() if k != "kernel_failure"}
-            check = replace(check, kernel=KernelEvidence.from_dict(kernel), details=details)
+            check = replace(check, kernel=KernelEvidence.from_dict(kernel))
         elif kernel is not None:
             raise ConfigError(f"results: check {check.name!r}: kernel is {kernel!r}")
         if not isinstance(check.passed, bool):
             raise ConfigError(f"results: check {check.name!r}: passed is {check.passed!r}")
+        if not isinstance(check.subtests, Sequence) or isinstance(check.subtests, str):
+            raise ConfigError(f"results: check {check.name!r}: subtests is {check.subtests!r}")
         try:
-            return replace(check, kind=CheckKind(check.kind))
+            kind = CheckKind(check.kind)
         except ValueError:
             raise ConfigError(f"results: check {check.name!r}: unknown kind {check.kind!r}"
                               ) from None
+        return replace(check, kind=kind, number=int(check.number), title=str(check.title),
+                       subtests=tuple(SubResult.from_dict(s) for s in check.subtests),
+                       timed_out=bool(check.timed_out), cached_from=str(check.cached_from),
+                       ab=None if check.ab is None else AbReading.from_dict(check.ab))
+
+
+def _lift_older_details(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Older results.json files kept the case's number and title, sub-results,
+    A/B reading, time-out and kernel failure as keys of `details`."""
+    details = dict(data["details"])
+    lifted = {k: details.pop(k) for k in _LIFTED if k in details}
+    if "kernel_failure" in details:
+        lifted["kernel"] = details.pop("kernel_failure")
+    merged = {**data, "details": details}
+    for key, value in lifted.items():
+        if merged.get(key) is None:
+            merged[key] = value
+    return merged
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ class Step:
     details: dict[str, Any] = field(default_factory=dict)
     # A SKIP because the candidate does not apply, build or boot (not a flaky case).
     untestable: bool = False
+    infra_retries: int = 0  # how often the lab broke before this answer
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +101,7 @@ class Step:
             "seconds": round(self.seconds, 3),
             "evidence": self.evidence,
             "details": self.details,
+            "infra_retries": self.infra_retries,
         }
 
 
@@ -157,7 +159,7 @@ def verdict_tester(fn: Callable[[str], Verdict | tuple[Verdict, str]]) -> Tester
 
 def format_step(step: Step) -> str:
     """One line of the step log, e.g. for an `on_step` callback that prints."""
-    retries = step.details.get("infra_retries")
+    retries = step.infra_retries
     note = f" (after {retries} infra retr{'y' if retries == 1 else 'ies'})" if retries else ""
     return (
         f"#{step.index:<4} {short(step.candidate):<{SHORT_SHA}} {step.verdict.value:<4}"
@@ -220,9 +222,8 @@ class _Runner:
         if step.candidate != candidate:
             raise ValueError(f"tester was asked about {candidate!r} "
                              f"but answered about {step.candidate!r}")
-        details = {**step.details, "infra_retries": retries} if retries else step.details
         return dataclasses.replace(step, index=index, verdict=Verdict(step.verdict),
-                                   details=details)
+                                   infra_retries=retries)
 
     def _aborted(self, candidate: str, failures: list[InfraFailure]) -> BisectAborted:
         lines = ["steps completed:"] + [f"  {format_step(s)}" for s in self.steps]

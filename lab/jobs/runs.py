@@ -74,7 +74,7 @@ def run_checks(
                                 repeat, tests.key if tests else "")
         cached = None if fresh else verdict_cache.load(cfg.cache_root, key)
         if cached is not None:
-            origin = cached[0].details.get("cached_from", "?") if cached else "?"
+            origin = cached[0].cached_from if cached else "?"
             ui.note(f"{variant}: {len(cached)} verdicts cached from run {origin} (same "
                     "kernel, image, guest programs, suite and options; --fresh re-runs)")
             for res in cached:
@@ -188,8 +188,8 @@ def _run_together(group: list[spec.Case], guest: Guest, variant: str,
                   f"{len(batch.passed)} pass, {len(batch.failed)} to run alone")
     if not batch.trouble:
         for res in sorted([*batch.passed, *batch.failed.values()],
-                          key=lambda r: r.details["number"]):
-            ui.result(f"{variant}: {res.details['number']:2d} {res.name}",
+                          key=lambda r: r.number):
+            ui.result(f"{variant}: {res.number:2d} {res.name}",
                       "pass" if res.passed else "fail beside others", res.duration_s,
                       res.observed)
     return batch

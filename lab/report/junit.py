@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from lab.report.analysis import order
 from lab.report.cells import value_text
 from lab.report.document import ANSI
-from lab.results import CheckResult, RunResults
-from lab.suite import ab
+from lab.results import AbRole, CheckResult, RunResults
 from lab.verdict import RunsVerdict
 
 # XML 1.0 forbids most control characters; consoles are full of them.
@@ -110,27 +109,23 @@ def _subtest_cases(c: CheckResult) -> list[Case]:
     """One testcase per KTAP/TAP sub-test of a script, kselftest or KUnit check;
     judged A/B where the check was (lab.suite.ab): a regression fails, a failure
     the base shares is shown as skipped with why."""
-    subtests = c.details.get("subtests") or []
-    if not subtests:
-        return []
-    failed = set(ab.failed_subtests(c.details))
-    judged = c.details.get("ab") or {}
-    regressions = set(judged.get("regressions", ()))
+    judged = c.ab
     cases = []
-    for sub in subtests:
-        name = sub["name"]
+    for sub in c.subtests:
+        name = sub.name
         case = Case(f"kernel-lab.{c.variant}.{c.name}", name, 0.0)
-        if name in failed:
-            if judged.get("role") == "base":
+        if sub.failed:
+            if judged is not None and judged.role is AbRole.BASE:
                 case = dataclasses.replace(case, skipped=(
                     "fails on the base of the comparison (the reference, not under test)"))
-            elif judged.get("role") == "head" and name not in regressions:
+            elif (judged is not None and judged.role is AbRole.HEAD
+                  and name not in judged.regressions):
                 case = dataclasses.replace(
-                    case, skipped=f"fails on {judged.get('base')} too: not a regression")
+                    case, skipped=f"fails on {judged.base} too: not a regression")
             else:
                 case = dataclasses.replace(case, failure=f"{c.name}: {name} not ok",
                                            failure_type="SubtestFailed")
-        elif sub["directive"] == "SKIP":
+        elif sub.skipped:
             case = dataclasses.replace(case, skipped="SKIP")
         cases.append(case)
     return cases

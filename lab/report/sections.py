@@ -28,8 +28,7 @@ from lab.report.letter import letter_text
 from lab.report.narrative import explanation
 from lab.report.plots import bandwidth_name, gain_name
 from lab.report.stats import Summary, significance_rule
-from lab.results import CheckResult, RunResults
-from lab.suite import ktap
+from lab.results import CheckResult, RunResults, SubResult
 
 MODE_WHAT = {
     "latency": "the server holds each WRITE, so throughput counts WRITEs in flight",
@@ -234,12 +233,12 @@ def checks_block(checks: Sequence[CheckResult]) -> Block:
     )
 
 
-def _subtest_cell(sub: dict[str, Any] | None) -> str:
+def _subtest_cell(sub: SubResult | None) -> str:
     if sub is None:
         return DASH
-    if sub["directive"] == "SKIP":
+    if sub.skipped:
         return "skip"
-    if ktap.subtest_failed(sub):
+    if sub.failed:
         return "NOT OK"
     return "ok"
 
@@ -251,15 +250,13 @@ def subtests_blocks(checks: Sequence[CheckResult]) -> list[Block]:
     out = []
     for name in dict.fromkeys(c.name for c in checks if c.kind.judged_against_base):
         mine = {c.variant: c for c in checks if c.name == name}
-        subs = {v: {s["name"]: s for s in c.details.get("subtests") or ()}
-                for v, c in mine.items()}
+        subs = {v: {s.name: s for s in c.subtests} for v, c in mine.items()}
         names = list(dict.fromkeys(n for v in variants for n in subs.get(v, {})))
         if not names:
             continue
-        regressed = {n for c in mine.values() for n in (c.details.get("ab") or {}).get(
-            "regressions", ())}
-        shared = {n for c in mine.values() for n in (c.details.get("ab") or {}).get(
-            "pre_existing", ())}
+        readings = [c.ab for c in mine.values() if c.ab is not None]
+        regressed = {n for r in readings for n in r.regressions}
+        shared = {n for r in readings for n in r.pre_existing}
         rows = tuple((n, *(_subtest_cell(subs.get(v, {}).get(n)) for v in variants),
                       "regression" if n in regressed else "fails on both" if n in shared else "")
                      for n in names)

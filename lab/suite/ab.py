@@ -22,23 +22,21 @@ this way: each checks what its variant claims.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from lab.results import CheckResult
-from lab.suite import ktap
+from lab.results import AbReading, AbRole, CheckResult, OwnVerdict
 from lab.verdict import RunsVerdict
 
 SHOWN = 5
 
 
-def failed_subtests(details: Mapping[str, Any]) -> list[str]:
-    """The names of the sub-tests that failed (lab.suite.ktap's flattened results)."""
-    return [s["name"] for s in details.get("subtests", ()) if ktap.subtest_failed(s)]
+def failed_subtests(check: CheckResult) -> list[str]:
+    return [s.name for s in check.subtests if s.failed]
 
 
-def skipped_subtests(details: Mapping[str, Any]) -> int:
-    return sum(s["directive"] == "SKIP" for s in details.get("subtests", ()))
+def skipped_subtests(check: CheckResult) -> int:
+    return sum(s.skipped for s in check.subtests)
 
 
 def _names(names: Sequence[str]) -> str:
@@ -49,29 +47,28 @@ def _names(names: Sequence[str]) -> str:
 def _raw(check: CheckResult) -> CheckResult:
     """The check as it ran, before any A/B judgement (judging is idempotent:
     merged shards are judged again once the base's runs have joined them)."""
-    ab = check.details.get("ab")
-    if not isinstance(ab, dict) or "own" not in ab:
+    if check.ab is None:
         return check
-    own = ab["own"]
-    details = {k: v for k, v in check.details.items() if k != "ab"}
-    return dataclasses.replace(check, passed=own["passed"], observed=own["observed"],
-                               verdict=own["verdict"], details=details)
+    own = check.ab.own
+    return dataclasses.replace(check, passed=own.passed, observed=own.observed,
+                               verdict=own.verdict, ab=None)
 
 
-def _judged(check: CheckResult, ab: dict[str, Any], **changes: Any) -> CheckResult:
-    own = {"passed": check.passed, "observed": check.observed, "verdict": check.verdict}
-    return dataclasses.replace(check, details={**check.details, "ab": {**ab, "own": own}},
-                               **changes)
+def _judged(check: CheckResult, role: AbRole, reading: dict[str, Any],
+            **changes: Any) -> CheckResult:
+    own = OwnVerdict(check.passed, check.observed, check.verdict)
+    return dataclasses.replace(check, ab=AbReading(role, own, **reading), **changes)
 
 
 def _as_reference(check: CheckResult, new: str) -> CheckResult:
-    failed = failed_subtests(check.details)
-    ab = {"role": "base", "failures": failed}
+    failed = failed_subtests(check)
+    reading = {"failures": tuple(failed)}
     if check.passed:
-        return _judged(check, ab)
+        return _judged(check, AbRole.BASE, reading)
     observed = (f"reference for {new}: {check.observed}" +
                 (f"; failing here: {_names(failed)}" if failed else ""))
-    return _judged(check, ab, passed=True, verdict=RunsVerdict.PASS.value, observed=observed)
+    return _judged(check, AbRole.BASE, reading, passed=True, verdict=RunsVerdict.PASS.value,
+                   observed=observed)
 
 
 def _whole(check: CheckResult) -> str:
@@ -82,15 +79,15 @@ def _whole(check: CheckResult) -> str:
         return ""
     if check.kernel is not None:
         return f"the kernel's {check.kernel.kind}"
-    if check.details.get("timed_out"):
+    if check.timed_out:
         return "the time limit"
-    if not failed_subtests(check.details):
+    if not failed_subtests(check):
         return "a failure no sub-test names"
     return ""
 
 
 def _against(check: CheckResult, base: CheckResult) -> CheckResult:
-    mine, theirs = failed_subtests(check.details), set(failed_subtests(base.details))
+    mine, theirs = failed_subtests(check), set(failed_subtests(base))
     new_failures = [n for n in mine if n not in theirs]
     pre_existing = [n for n in mine if n in theirs]
     whole, base_whole = _whole(check), _whole(base)
@@ -99,13 +96,12 @@ def _against(check: CheckResult, base: CheckResult) -> CheckResult:
     # pre-existing only if the base failed as a whole too.
     whole_regressed = bool(whole) and (check.kernel is not None or not base_whole)
     regressed = bool(new_failures) or whole_regressed
-    skips = (skipped_subtests(check.details), skipped_subtests(base.details))
-    ab = {"role": "head", "base": base.variant,
-          "regressions": new_failures, "pre_existing": pre_existing,
-          "failed_as_a_whole": whole, "base_failed_as_a_whole": base_whole,
-          "skipped": {"here": skips[0], "base": skips[1]}}
+    reading = {"base": base.variant, "regressions": tuple(new_failures),
+               "pre_existing": tuple(pre_existing), "failed_as_a_whole": whole,
+               "base_failed_as_a_whole": base_whole,
+               "skipped_here": skipped_subtests(check), "skipped_base": skipped_subtests(base)}
     if check.passed:
-        return _judged(check, ab)
+        return _judged(check, AbRole.HEAD, reading)
     parts = []
     if new_failures:
         parts.append(f"regressed against {base.variant}: {_names(new_failures)}")
@@ -118,8 +114,8 @@ def _against(check: CheckResult, base: CheckResult) -> CheckResult:
         parts.append(f"{base.variant} failed it as a whole too ({base_whole})")
     observed = "; ".join(parts) + f" [{check.observed}]"
     if regressed:
-        return _judged(check, ab, observed=observed)
-    return _judged(check, ab, passed=True, verdict=RunsVerdict.PASS.value,
+        return _judged(check, AbRole.HEAD, reading, observed=observed)
+    return _judged(check, AbRole.HEAD, reading, passed=True, verdict=RunsVerdict.PASS.value,
                    observed=f"no regression: {observed}")
 
 

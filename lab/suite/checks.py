@@ -88,7 +88,11 @@ def judge(case: Case, variant: str, observations: Sequence[Observation],
         passed=judged is RunsVerdict.PASS,
         expected=last.expected + ("" if ok else "; no kernel reports"),
         observed=observed,
-        details={"number": case.number, "title": case.title, **last.details},
+        details=last.details,
+        number=case.number,
+        title=case.title,
+        subtests=last.subtests,
+        timed_out=last.timed_out,
         duration_s=duration_s,
         console_excerpt=excerpt,
         verdict=judged.value,
@@ -113,7 +117,7 @@ def _kernel_failed(case: Case, guest: Guest, variant: str, failure: KernelFailur
         passed=False,
         expected="the kernel neither crashes nor hangs",
         observed=f"kernel {failure.kind}: {summary}",
-        details={"number": case.number, "title": case.title},
+        number=case.number, title=case.title,
         kernel=KernelEvidence(failure.kind, summary, tuple(r.kind for r in reports),
                               len(stacks), evidence[-EVIDENCE_LIMIT:]),
         duration_s=time.monotonic() - start,
@@ -143,7 +147,7 @@ def not_run(case: Case, variant: str, kind: str, cases: Sequence[str]) -> CheckR
         name=case.name, variant=variant, passed=False, expected="the case runs",
         observed=f"not run: the kernel's {kind} already failed {len(cases)} cases "
                  f"({', '.join(cases)}); --keep-going runs every case",
-        details={"number": case.number, "title": case.title},
+        number=case.number, title=case.title,
         verdict=RunsVerdict.NOT_RUN.value, kind=case.kind)
 
 
@@ -153,7 +157,7 @@ def boot_failure(case: Case, variant: str, failure: KernelFailure) -> CheckResul
     return CheckResult(
         name=case.name, variant=variant, passed=False,
         expected="the kernel boots", observed=f"kernel {failure.kind} at boot: {summary}",
-        details={"number": case.number, "title": case.title},
+        number=case.number, title=case.title,
         kernel=KernelEvidence(failure.kind, summary,
                               evidence=failure.excerpt[-EVIDENCE_LIMIT:]),
         console_excerpt=failure.excerpt[-EVIDENCE_LIMIT:], kind=case.kind)

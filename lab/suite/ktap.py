@@ -18,15 +18,14 @@ kept as `problems`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-# Directives that turn a result into "not a failure"; TIMEOUT and ERROR are
-# failures in any case. Unknown words after `#` are diagnostics (the spec
-# says to fall back to ok / not ok).
-NOT_FAILURES = ("SKIP", "TODO", "XFAIL")
-ALWAYS_FAILURES = ("TIMEOUT", "ERROR")
+from lab.results import ALWAYS_FAILURES, NOT_FAILURES, SubResult, is_failure
+
+# What each directive makes of a result is lab.results.is_failure's rule (the
+# stored sub-results follow it too). Unknown words after `#` are diagnostics
+# (the spec says to fall back to ok / not ok).
 DIRECTIVES = (*NOT_FAILURES, *ALWAYS_FAILURES)
 
 _VERSION = re.compile(r"^(KTAP|TAP) version (\d+)\s*$")
@@ -37,17 +36,6 @@ _DIRECTIVE = re.compile(r"^(skip|todo|xfail|timeout|error)(?:ped)?(?=[\s:]|$)[\s
 _SUBTEST = re.compile(r"^#\s*Subtest:\s*(.*)$")
 _BAIL = re.compile(r"^Bail out!\s*(.*)$")
 MAX_DIAGNOSTICS = 20
-
-
-def is_failure(ok: bool, directive: str) -> bool:
-    """A result line's verdict: `not ok` unless SKIP/TODO/XFAIL, and TIMEOUT
-    or ERROR whatever the line says."""
-    return directive in ALWAYS_FAILURES or (not ok and directive not in NOT_FAILURES)
-
-
-def subtest_failed(sub: Mapping[str, Any]) -> bool:
-    """The same verdict for a sub-result as stored in CheckResult.details."""
-    return is_failure(sub["ok"], sub["directive"])
 
 
 @dataclass(frozen=True)
@@ -68,9 +56,6 @@ class TestResult:
     def failed(self) -> bool:
         return is_failure(self.ok, self.directive)
 
-    def as_dict(self, prefix: str = "") -> dict[str, Any]:
-        """The shape stored in CheckResult.details["subtests"]."""
-        return {"name": prefix + self.name, "ok": self.ok, "directive": self.directive}
 
 
 @dataclass(frozen=True)
@@ -91,9 +76,9 @@ class Report:
                 yield from visit(t.subtests, f"{prefix}{t.name}/")
         yield from visit(self.tests, "")
 
-    def subtests(self) -> list[dict[str, Any]]:
-        """Flattened {name, ok, directive} dicts, names as paths."""
-        return [{**t.as_dict(), "name": path} for path, t in self.walk()]
+    def subtests(self) -> tuple[SubResult, ...]:
+        """Every result flattened, named by its path: what a check stores."""
+        return tuple(SubResult(path, t.ok, t.directive) for path, t in self.walk())
 
     def failures(self) -> list[str]:
         return [path for path, t in self.walk() if t.failed]

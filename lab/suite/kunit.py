@@ -44,14 +44,15 @@ def judge(glob: str, text: str) -> Observation:
     leaves = [p for p, t in report.walk() if not t.subtests]
     details = {"glob": glob, "format": report.format, "parsed": report.parsed,
                "parse_note": report.note, "problems": list(report.problems),
-               "subtests": report.subtests(),
                "ktap_tail": "\n".join(text.rstrip().splitlines()[-TAIL_LINES:])}
     if not text:
         return Observation(False, expected, "no KUnit output on the console before the "
                            "guest was ready (is the suite built in?)", details)
+    subtests = report.subtests()
     if not report.parsed or not leaves:
-        return Observation(False, expected, f"KUnit ran no test: {report.summary()}", details)
-    return Observation(report.ok, expected, report.summary(), details)
+        return Observation(False, expected, f"KUnit ran no test: {report.summary()}", details,
+                           subtests=subtests)
+    return Observation(report.ok, expected, report.summary(), details, subtests=subtests)
 
 
 def observe(ctx: CaseContext, glob: str) -> Observation:

@@ -207,20 +207,19 @@ def judge(identity: Mapping[str, str], run: ScriptRun) -> Observation:
     details = {
         **identity,
         "exit_status": run.exit_status,
-        "timed_out": run.timed_out,
         "limit_s": round(run.limit_s, 1),
         "seconds": round(run.duration_s, 2),
         "format": report.format,
         "parsed": report.parsed,
         "parse_note": report.note,
         "problems": list(report.problems),
-        "subtests": report.subtests(),
         "stdout_tail": _tail(run.stdout),
         "stderr_tail": _tail(run.stderr),
     }
     if run.blocked_tasks:
         details["blocked_tasks"] = run.blocked_tasks
-    return Observation(passed, expected, observed, details)
+    return Observation(passed, expected, observed, details, subtests=report.subtests(),
+                       timed_out=run.timed_out)
 
 
 # --- as suite cases ------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 from lab.guest.workloads import FuseMount, ServerOptions
 from lab.kernel import features
-from lab.results import CheckKind
+from lab.results import CheckKind, SubResult
 from lab.vm.ssh import Guest
 
 FEATURE = features.PARALLEL_DIRECT_WRITES
@@ -30,7 +30,9 @@ class Observation:
     passed: bool
     expected: str
     observed: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # evidence, shown as it is
+    subtests: tuple[SubResult, ...] = ()  # the KTAP/TAP results of a test that prints them
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)

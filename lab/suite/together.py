@@ -127,6 +127,6 @@ def unexplained(batch: Batch, variant: str, alone: Sequence[CheckResult]) -> Che
         expected="the kernel neither crashes, hangs nor reports trouble while cases run "
                  "together",
         observed=f"{batch.trouble}; alone, no case failed that way",
-        details={"number": 0, "title": "cases run together in one guest"},
+        title="cases run together in one guest",
         kernel=KernelEvidence("together", batch.trouble, evidence=batch.evidence),
         console_excerpt=batch.evidence)

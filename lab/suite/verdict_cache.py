@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lab
 from lab.config import LabConfig
+from lab.errors import ConfigError
 from lab.guest import workloads
 from lab.host import cache
 from lab.kernel.build import KernelBuild
@@ -61,9 +62,9 @@ def load(cache_root: Path, k: str) -> list[CheckResult] | None:
         return None
     try:
         data = json.loads(path.read_text())
-        return [dataclasses.replace(c, details={**c.details, "cached_from": data["run_id"]})
+        return [dataclasses.replace(c, cached_from=str(data["run_id"]))
                 for c in map(CheckResult.from_dict, data["checks"])]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, ConfigError):
         return None  # an unreadable entry is a miss, never a verdict
 
 

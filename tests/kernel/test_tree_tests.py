@@ -42,16 +42,16 @@ def test_kselftest_memfd_and_scripts_judged_against_the_base(tmp_path, no_qemu_l
         assert memfd["passed"] and memfd["kind"] == "kselftest", memfd["observed"]
         # memfd_test, the FUSE test (its own server, built against libfuse 2) and
         # the hugetlbfs test, each a sub-result; the runner's output is kept.
-        names = [s["name"] for s in memfd["details"]["subtests"]]
+        names = [s["name"] for s in memfd["subtests"]]
         assert names == [f"selftests: memfd: {t}" for t in
                          ("memfd_test", "run_fuse_test.sh", "run_hugetlbfs_test.sh")]
         assert "# selftests: memfd: run_fuse_test.sh" in memfd["details"]["stdout_tail"]
     regressed = got[("patched", "script:breaks-on-patched.sh")]
     assert not regressed["passed"]
-    assert regressed["details"]["ab"]["regressions"] == ["changed-by-the-patch"]
+    assert regressed["ab"]["regressions"] == ["changed-by-the-patch"]
     assert got[("baseline", "script:breaks-on-patched.sh")]["passed"]
     shared = got[("patched", "script:broken-everywhere.sh")]
-    assert shared["passed"] and shared["details"]["ab"]["pre_existing"] == [
+    assert shared["passed"] and shared["ab"]["pre_existing"] == [
         "needs-hardware-we-lack"]
     assert got[("baseline", "script:broken-everywhere.sh")]["passed"]  # the reference
     assert "FAIL patched script:breaks-on-patched.sh" in out.stdout
@@ -77,14 +77,14 @@ def test_kunit_suites_run_at_boot_and_catch_a_kernel_bug_as_a_regression(tmp_pat
     got = checks_of(out_dir)
     base = got[("baseline", "kunit:list*")]
     assert base["passed"] and base["kind"] == "kunit", base["observed"]
-    names = [s["name"] for s in base["details"]["subtests"]]
+    names = [s["name"] for s in base["subtests"]]
     # Both suites the glob names, each with its test cases as sub-results.
     assert "list-kunit-test" in names and "list_sort" in names
     assert "list-kunit-test/list_test_list_init" in names
     assert len(names) > 30
     broken = got[("user", "kunit:list*")]
     assert not broken["passed"]
-    assert broken["details"]["ab"]["regressions"] == ["list_sort", "list_sort/list_sort_test"]
+    assert broken["ab"]["regressions"] == ["list_sort", "list_sort/list_sort_test"]
     assert got[("user", "parallel-nonextending")]["passed"]  # the lab's own case is unmoved
 
 

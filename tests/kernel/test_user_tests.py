@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
+from lab.results import SubResult
 from lab.suite import checks, scripts
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
@@ -32,7 +33,7 @@ def test_lab_test_runs_the_example_script_with_ktap_sub_results(tmp_path, no_qem
     check = by_name["script:fuse-ktap.sh"]
     assert check["passed"] and check["variant"] == "patched"
     assert check["details"]["format"] == "KTAP 1" and check["details"]["exit_status"] == 0
-    assert check["details"]["subtests"] == [
+    assert check["subtests"] == [
         {"name": n, "ok": True, "directive": ""}
         for n in ("write-direct", "read-back", "parallel-disjoint-writes", "backing-store",
                   "fallocate")]
@@ -62,7 +63,7 @@ def test_the_script_gets_its_environment(fleet, builds):
     run = run_script(fleet, builds, "env-check.sh")
     r = run.result
     assert r.passed, r.observed
-    assert r.details["format"] == "TAP 13" and len(r.details["subtests"]) == 4
+    assert r.details["format"] == "TAP 13" and len(r.subtests) == 4
 
 
 def test_output_that_is_not_ktap_is_judged_by_exit_status(fleet, builds):
@@ -77,19 +78,15 @@ def test_a_failing_ktap_script_names_the_failed_subtest(fleet, builds):
     assert not r.passed
     assert r.observed == ("KTAP 1: 2 ok, 1 skipped, 1 not ok (io/write); exit 1; "
                           "stderr: write: short write at 4096")
-    assert r.details["subtests"] == [
-        {"name": "io", "ok": False, "directive": ""},
-        {"name": "io/read", "ok": True, "directive": ""},
-        {"name": "io/write", "ok": False, "directive": ""},
-        {"name": "io/mmap", "ok": True, "directive": "SKIP"},
-        {"name": "cleanup", "ok": True, "directive": ""},
-    ]
+    assert r.subtests == (SubResult("io", False), SubResult("io/read", True),
+                          SubResult("io/write", False), SubResult("io/mmap", True, "SKIP"),
+                          SubResult("cleanup", True))
 
 
 def test_a_kernel_report_during_the_script_fails_it_with_the_excerpt(fleet, builds):
     r = run_script(fleet, builds, "kernel-warning.sh").result
     assert not r.passed
-    assert r.details["exit_status"] == 0 and r.details["subtests"][0]["ok"]
+    assert r.details["exit_status"] == 0 and r.subtests[0].ok
     assert "kernel warning" in r.observed
     assert "lab_script_test" in r.console_excerpt
 
@@ -99,7 +96,7 @@ def test_a_hanging_script_fails_at_its_timeout_with_the_blocked_stacks(fleet, bu
     # about 2 s, and is killed before the 10 s hung-task detector would speak.
     r = run_script(fleet, builds, "hang-on-fuse.sh", timeout_s=2.0).result
     assert "# both writers are stuck" in r.details["stdout_tail"], r.details["stdout_tail"]
-    assert not r.passed and r.details["timed_out"]
+    assert not r.passed and r.timed_out
     assert r.observed.startswith("timed out after")
     assert "blocked in the kernel: dd" in r.observed
     stacks = r.details["blocked_tasks"]

@@ -1,17 +1,19 @@
 """The tree's and the user's tests judged as an A/B (lab.suite.ab)."""
 
-from lab.results import CheckKind, CheckResult
+import json
+
+from lab.results import AbRole, CheckKind, CheckResult, SubResult
 from lab.suite import ab
 
 
 def sub(name, ok=True, directive=""):
-    return {"name": name, "ok": ok, "directive": directive}
+    return SubResult(name, ok, directive)
 
 
 def check(variant, passed, subtests=(), kind=CheckKind.KSELFTEST, name="kselftest:memfd",
           observed="TAP 13: ..."):
     return CheckResult(name=name, variant=variant, passed=passed, expected="all ok",
-                       observed=observed, details={"subtests": list(subtests)},
+                       observed=observed, subtests=tuple(subtests),
                        verdict="pass" if passed else "fail", kind=kind)
 
 
@@ -24,10 +26,11 @@ def test_a_sub_test_failing_on_both_sides_is_pre_existing_not_a_regression():
     head = check("patched", False, [sub("a"), sub("b", ok=False)])
     got = by_variant(ab.judge([base, head], "baseline", "patched"))
     assert got["patched"].passed and got["baseline"].passed
-    assert got["patched"].details["ab"]["pre_existing"] == ["b"]
-    assert got["patched"].details["ab"]["regressions"] == []
+    assert got["patched"].ab.pre_existing == ("b",)
+    assert got["patched"].ab.regressions == ()
     assert "failing on baseline too: b" in got["patched"].observed
-    assert got["baseline"].details["ab"]["failures"] == ["b"]
+    assert got["baseline"].ab.failures == ("b",)
+    assert got["baseline"].ab.role is AbRole.BASE and got["patched"].ab.role is AbRole.HEAD
 
 
 def test_a_sub_test_passing_on_the_base_and_failing_on_the_head_fails_the_head():
@@ -35,7 +38,7 @@ def test_a_sub_test_passing_on_the_base_and_failing_on_the_head_fails_the_head()
     head = check("patched", False, [sub("a"), sub("b", ok=False)])
     got = by_variant(ab.judge([base, head], "baseline", "patched"))
     assert not got["patched"].passed
-    assert got["patched"].details["ab"]["regressions"] == ["b"]
+    assert got["patched"].ab.regressions == ("b",)
     assert "regressed against baseline: b" in got["patched"].observed
 
 
@@ -44,7 +47,7 @@ def test_a_new_failing_sub_test_beside_a_pre_existing_one_is_a_regression():
     head = check("patched", False, [sub("a", ok=False), sub("new", ok=False)])
     got = by_variant(ab.judge([base, head], "baseline", "patched"))
     assert not got["patched"].passed
-    assert got["patched"].details["ab"]["regressions"] == ["new"]
+    assert got["patched"].ab.regressions == ("new",)
 
 
 def test_failing_as_a_whole_counts_against_a_base_that_passed():
@@ -59,7 +62,7 @@ def test_skips_are_counted_and_are_not_failures():
     base = check("baseline", True, [sub("a", ok=True, directive="SKIP")])
     head = check("patched", True, [sub("a", ok=False, directive="SKIP"), sub("b")])
     got = by_variant(ab.judge([base, head], "baseline", "patched"))["patched"]
-    assert got.passed and got.details["ab"]["skipped"] == {"here": 1, "base": 1}
+    assert got.passed and (got.ab.skipped_here, got.ab.skipped_base) == (1, 1)
 
 
 def test_the_labs_own_cases_and_lone_variants_keep_their_own_verdict():
@@ -81,7 +84,7 @@ def test_judging_again_gives_the_same_answer_as_judging_once():
     # A head judged alone in its shard is judged against the base after the merge.
     alone = ab.judge([check("patched", False, [sub("b", ok=False)])], "baseline", "patched")
     merged = ab.judge([base, *alone], "baseline", "patched")
-    assert by_variant(merged)["patched"].details["ab"]["regressions"] == ["b"]
+    assert by_variant(merged)["patched"].ab.regressions == ("b",)
 
 
 def test_a_kind_round_trips_through_results_json():
@@ -126,6 +129,31 @@ def test_kernel_evidence_is_a_typed_record_that_round_trips_and_reads_older_file
     got = CheckResult.from_dict(older)
     assert got.kernel == KernelEvidence("hang", "s", blocked_tasks=0)
     assert "kernel_failure" not in got.details
+
+
+def test_a_judged_check_round_trips_and_older_files_keep_their_typed_fields():
+    base = check("baseline", True, [sub("a"), sub("b", directive="SKIP")])
+    head = check("patched", False, [sub("a", ok=False), sub("b", directive="SKIP")])
+    for judged in ab.judge([base, head], "baseline", "patched"):
+        assert CheckResult.from_dict(json.loads(json.dumps(judged.to_dict()))) == judged
+    # Before the typed fields, results.json kept these as keys of `details`.
+    older = {"name": "kselftest:memfd", "variant": "patched", "passed": True,
+             "expected": "e", "observed": "o", "kind": "kselftest",
+             "details": {"number": 40, "title": "t", "exit_status": 0, "timed_out": True,
+                         "cached_from": "run-1",
+                         "subtests": [{"name": "a", "ok": False, "directive": "SKIP"}],
+                         "ab": {"role": "head", "base": "baseline", "regressions": [],
+                                "pre_existing": ["x"], "failed_as_a_whole": "",
+                                "base_failed_as_a_whole": "",
+                                "skipped": {"here": 1, "base": 0},
+                                "own": {"passed": False, "observed": "raw",
+                                        "verdict": "fail"}}}}
+    got = CheckResult.from_dict(older)
+    assert (got.number, got.title, got.timed_out, got.cached_from) == (40, "t", True, "run-1")
+    assert got.subtests == (SubResult("a", False, "SKIP"),) and got.details == {"exit_status": 0}
+    assert got.ab.role is AbRole.HEAD and got.ab.pre_existing == ("x",)
+    assert (got.ab.skipped_here, got.ab.own.observed) == (1, "raw")
+    assert ab.judge([got], "baseline", "patched")[0].observed == "raw"  # the raw verdict back
 
 
 def test_cases_stop_after_the_kernel_failed_the_same_way_in_enough_of_them():
@@ -175,14 +203,12 @@ def test_the_kernels_failure_on_the_head_is_never_excused_by_the_base():
                                  kernel=KernelEvidence("report", "kernel warning: x"))
     got = by_variant(ab.judge([base, warned], "baseline", "patched"))["patched"]
     assert not got.passed and "the kernel's report on this side" in got.observed
-    timed_out = dataclasses.replace(check("baseline", False),
-                                    details={"subtests": [], "timed_out": True})
+    timed_out = dataclasses.replace(check("baseline", False), timed_out=True)
     crashed = dataclasses.replace(check("patched", False), kernel=KernelEvidence("crash", "BUG"))
     assert not by_variant(ab.judge([timed_out, crashed], "baseline", "patched"))[
         "patched"].passed
     # A time limit on both sides is the test's, not the patch's.
-    slow = dataclasses.replace(check("patched", False),
-                               details={"subtests": [], "timed_out": True})
+    slow = dataclasses.replace(check("patched", False), timed_out=True)
     assert by_variant(ab.judge([timed_out, slow], "baseline", "patched"))["patched"].passed
 
 
@@ -195,4 +221,4 @@ def test_a_base_run_the_early_stop_left_out_is_no_reference():
     head = check("patched", False, [sub("a", ok=False)])
     got = by_variant(ab.judge([not_run, head], "baseline", "patched"))
     assert got["baseline"] == not_run  # left as it is: not run, not a pass
-    assert not got["patched"].passed and "ab" not in got["patched"].details
+    assert not got["patched"].passed and got["patched"].ab is None

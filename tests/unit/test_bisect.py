@@ -140,7 +140,7 @@ def test_infra_failure_twice_then_success_is_retried():
     assert tester.attempts["v3"] == 3
     step = next(s for s in result.steps if s.candidate == "v3")
     assert step.verdict is B
-    assert step.details["infra_retries"] == 2
+    assert step.infra_retries == 2
     assert "after 2 infra retries" in format_step(step)
     assert seen == list(result.steps)  # on_step saw every step, once, in order
 
@@ -177,7 +177,7 @@ def test_verdict_tester_adapter_and_json():
     assert data["looking_for"] == "first-good"
     v3 = next(s for s in data["steps"] if s["candidate"] == "v3")
     assert v3 == {"candidate": "v3", "index": 2, "verdict": "bad", "seconds": v3["seconds"],
-                  "evidence": "v3: 3/3 runs", "details": {}}
+                  "evidence": "v3: 3/3 runs", "details": {}, "infra_retries": 0}
 
 
 def test_bad_arguments():

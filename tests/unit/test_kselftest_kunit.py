@@ -40,8 +40,8 @@ def test_kunit_ktap_is_read_from_the_boot_console_up_to_ready():
     obs = kunit_check.judge("list*", text)
     assert not obs.passed
     assert "list-kunit-test/list_test_list_add" in obs.observed
-    names = {s["name"]: s for s in obs.details["subtests"]}
-    assert names["hlist/hlist_test_init"]["directive"] == "SKIP"
+    names = {s.name: s for s in obs.subtests}
+    assert names["hlist/hlist_test_init"].skipped
 
 
 def test_kunit_passes_only_when_every_test_passed():

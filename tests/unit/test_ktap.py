@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from lab.results import SubResult
 from lab.suite import ktap
 
 
@@ -28,11 +29,8 @@ def test_flat_ktap_with_skip_and_failure():
     assert r.tests[1].failed and r.tests[1].reason == "data differs at 4096"
     assert r.tests[2].directive == "SKIP" and r.tests[2].reason == "not supported by the server"
     assert r.failures() == ["verify"] and not r.ok
-    assert r.subtests() == [
-        {"name": "write", "ok": True, "directive": ""},
-        {"name": "verify", "ok": False, "directive": ""},
-        {"name": "fallocate", "ok": True, "directive": "SKIP"},
-    ]
+    assert r.subtests() == (SubResult("write", True), SubResult("verify", False),
+                            SubResult("fallocate", True, "SKIP"))
     assert r.summary() == "KTAP 1: 1 ok, 1 skipped, 1 not ok (verify)"
 
 
@@ -55,7 +53,7 @@ def test_nested_ktap_subtests_are_closed_by_the_parent_line():
         """)
     assert r.parsed and not r.problems
     assert [(t.name, len(t.subtests)) for t in r.tests] == [("fuse", 2), ("ext4", 1)]
-    assert [s["name"] for s in r.subtests()] == [
+    assert [s.name for s in r.subtests()] == [
         "fuse", "fuse/parallel", "fuse/append", "ext4", "ext4/write"]
     assert r.failures() == ["fuse", "fuse/append"]
     assert r.summary() == "KTAP 1: 2 ok, 1 not ok (fuse/append)"
@@ -72,7 +70,7 @@ def test_tap14_subtest_header_before_the_indented_block():
         ok 1 - io
         """)
     assert r.format == "TAP 14" and r.ok
-    assert [s["name"] for s in r.subtests()] == ["io", "io/read", "io/write"]
+    assert [s.name for s in r.subtests()] == ["io", "io/read", "io/write"]
 
 
 def test_tap13_yaml_blocks_are_skipped():
@@ -102,7 +100,7 @@ def test_tap12_without_version_needs_a_plan():
 @pytest.mark.parametrize("text", ["", "hello\nworld\n", "Segmentation fault\n"])
 def test_plain_output_is_not_parsed(text):
     r = ktap.parse(text)
-    assert not r.parsed and r.note and r.subtests() == [] and not r.ok
+    assert not r.parsed and r.note and r.subtests() == () and not r.ok
 
 
 def test_a_short_run_is_a_problem_not_a_pass():
@@ -142,7 +140,7 @@ def test_a_producer_killed_inside_a_subtest_keeps_what_it_said():
         """)
     assert r.parsed and not r.ok
     assert r.tests[0].name == "soak" and not r.tests[0].ok
-    assert [s["name"] for s in r.subtests()] == ["soak", "soak/round-1"]
+    assert [s.name for s in r.subtests()] == ["soak", "soak/round-1"]
     assert any("no result line" in p for p in r.problems)
 
 

@@ -129,3 +129,27 @@ def test_a_feature_name_is_written_in_code_once():
              for node in ast.walk(ast.parse(p.read_text()))
              if isinstance(node, ast.Constant) and node.value in KNOWN]
     assert not found, "\n".join(found)
+
+
+def test_no_decision_reads_a_checks_free_form_details():
+    """What the lab decides from (sub-results, the A/B reading, a time-out, the
+    case's number, the kernel's failure) is a typed field of CheckResult;
+    `details` is evidence to show. A read of a check's details by key is the
+    schema-less dict coming back."""
+    found = [f"{p.relative_to(TOP.parent)}:{node.lineno}"
+             for p in TOP.rglob("*.py")
+             for node in ast.walk(ast.parse(p.read_text()))
+             if _reads_details(node)]
+    assert not found, "\n".join(found)
+
+
+def _reads_details(node: ast.AST) -> bool:
+    """`x.details[...]` or `x.details.get(...)` (a check's or an observation's)."""
+    if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+        target = node.value
+    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+          and node.func.attr == "get"):
+        target = node.func.value
+    else:
+        return False
+    return isinstance(target, ast.Attribute) and target.attr == "details"

@@ -10,6 +10,7 @@ import pytest
 
 from lab import config
 from lab.errors import ConfigError
+from lab.results import SubResult
 from lab.suite import scripts
 from lab.vm import console
 
@@ -50,12 +51,9 @@ def test_a_passing_ktap_script(tmp_path):
     assert obs.passed
     assert obs.observed == "KTAP 1: 1 ok, 1 skipped; exit 0"
     assert obs.expected == "exit 0 within 40s; every KTAP/TAP test ok"
-    assert obs.details["subtests"] == [
-        {"name": "write", "ok": True, "directive": ""},
-        {"name": "verify", "ok": True, "directive": "SKIP"},
-    ]
+    assert obs.subtests == (SubResult("write", True), SubResult("verify", True, "SKIP"))
     assert obs.details["parsed"] and obs.details["format"] == "KTAP 1"
-    assert obs.details["exit_status"] == 0 and not obs.details["timed_out"]
+    assert obs.details["exit_status"] == 0 and not obs.timed_out
 
 
 def test_exit_status_and_ktap_must_both_say_pass(tmp_path):
@@ -75,7 +73,7 @@ def test_output_that_is_not_ktap_leaves_the_verdict_to_the_exit_status(tmp_path)
     s = scripts.Script(tmp_path / "plain.sh")
     good = scripts.judge(s.identity, run(0, "copied 4 files\nall fine\n"))
     assert good.passed and "not parsed" in good.observed
-    assert good.details["parsed"] is False and good.details["subtests"] == []
+    assert good.details["parsed"] is False and good.subtests == ()
     assert good.expected == "exit 0 within 40s"
     bad = scripts.judge(s.identity, run(3, "copied 4 files\n"))
     assert not bad.passed and bad.observed.startswith("exit 3; output not parsed")
@@ -89,8 +87,8 @@ def test_a_timeout_fails_with_the_blocked_tasks(tmp_path):
                         run(None, "KTAP version 1\n1..2\nok 1 a\n", blocked_tasks=report))
     assert not obs.passed
     assert obs.observed.startswith("timed out after 40s; blocked in the kernel: dd;")
-    assert obs.details["blocked_tasks"] == report and obs.details["timed_out"]
-    assert obs.details["subtests"] == [{"name": "a", "ok": True, "directive": ""}]
+    assert obs.details["blocked_tasks"] == report and obs.timed_out
+    assert obs.subtests == (SubResult("a", True),)
     idle = scripts.judge(scripts.Script(tmp_path / "sleep.sh").identity, run(None))
     assert "no task blocked in the kernel" in idle.observed
 
