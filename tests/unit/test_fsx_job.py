@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from lab import cli
+from lab import usage
 from lab.errors import ConfigError
 from lab.jobs import soak
 from lab.suite import fsx
 
 
 def parse(*argv: str):
-    return cli.build_parser().parse_args(["fsx", *argv])
+    return usage.build_parser().parse_args(["fsx", *argv])
 
 
 def test_the_command_line_becomes_checked_options():

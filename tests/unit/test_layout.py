@@ -16,7 +16,7 @@ TOP = Path(lab.__file__).resolve().parent
 
 # Floors, lowest first: a module may import from its own floor or below.
 FLOORS: list[tuple[str, ...]] = [
-    ("lab.errors", "lab.ui", "lab.usage"),
+    ("lab.errors", "lab.ui"),
     ("lab.host",),
     ("lab.config", "lab.results", "lab.shard", "lab.verdict"),
     ("lab.kernel",),
@@ -27,6 +27,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("lab.report",),
     ("lab.bisect", "lab.mutate"),
     ("lab.jobs",),
+    ("lab.usage",),  # the command line's grammar (lab.jobs.soak adds fsx's options)
     ("lab.cli", "lab.pytest_plugin"),
 ]
 STAGES = ("host", "kernel", "vm", "guest", "suite", "bench", "report", "bisect", "mutate", "jobs")
@@ -153,3 +154,13 @@ def _reads_details(node: ast.AST) -> bool:
     else:
         return False
     return isinstance(target, ast.Attribute) and target.attr == "details"
+
+
+def test_every_command_of_the_grammar_has_its_handler_and_no_other():
+    import argparse
+
+    from lab import cli, usage
+
+    sub = next(a for a in usage.build_parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(cli.COMMANDS)
