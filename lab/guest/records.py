@@ -262,6 +262,10 @@ def parse_append(data: Any) -> AppendResult:
 class MixedResult:
     ok: bool
     mismatched_blocks: int
+    blocks: int
+    # Read through the buffered fd just before the direct writes: what the
+    # direct writes must invalidate for the later reads to be right.
+    cached_blocks: int
 
 
 def parse_mixed(data: Any) -> MixedResult:
@@ -269,4 +273,5 @@ def parse_mixed(data: Any) -> MixedResult:
     bad = f.obj("buffered_read").int("mismatched_blocks")
     if isinstance(f.data.get("direct_read"), dict):
         bad += f.obj("direct_read").int("mismatched_blocks")
-    return MixedResult(f.bool("ok"), bad)
+    return MixedResult(f.bool("ok"), bad, f.int("blocks"),
+                       f.int("blocks_cached_before_direct_writes"))

@@ -38,6 +38,9 @@ class ServerOptions:
     threads: int = 64
     attr_timeout_s: int = 1
     cached_readers: bool = False  # read-only opens in caching mode (inode I/O modes)
+    # libfuse's default; off, a changed mtime no longer drops the page cache,
+    # so only the kernel's own invalidation keeps cached readers right.
+    auto_inval_data: bool = True
     # Count the WRITEs received in FuseMount.arrivals (labprobe --gate waits on it);
     # off for the benchmark, whose server does nothing per WRITE but the WRITE.
     arrivals: bool = False
@@ -51,6 +54,8 @@ class ServerOptions:
             args.append("--null-writes")
         if self.cached_readers:
             args.append("--cached-readers")
+        if not self.auto_inval_data:
+            args.append("--auto-inval-data=off")
         if self.delay_write_us:
             args.append(f"--delay-write-us={self.delay_write_us}")
         if self.delay_setattr_us:

@@ -76,3 +76,18 @@ def test_locks_serialize_two_processes(tmp_path):
     first, second = lines[0].split()[0], lines[2].split()[0]
     assert lines == [f"{first} in", f"{first} out", f"{second} in", f"{second} out"]
     assert {first, second} == {"a", "b"}
+
+
+def test_every_server_option_the_lab_passes_is_one_labfs_knows():
+    """ServerOptions.argv against labfs.c's own option table: a name that
+    drifted would only show as labfs refusing to start in a guest."""
+    import re
+
+    source = (Path(__file__).parents[2] / "lab" / "guest" / "programs" / "labfs.c").read_text()
+    known = set(re.findall(r'\{"([a-z-]+)", (?:no|required)_argument', source))
+    everything = ServerOptions(direct_io=False, parallel_direct_writes=False, null_writes=True,
+                               delay_write_us=1, delay_setattr_us=1, short_write=1,
+                               fail_write_every=1, cached_readers=True, auto_inval_data=False)
+    passed = {a[2:].split("=")[0] for a in everything.argv()}
+    assert passed <= known, passed - known
+    assert "--auto-inval-data=off" in everything.argv()

@@ -19,7 +19,8 @@ INPUTS = {
     "short-write": "a short count from the server, exclusive path",
     "server-errors": "error replies from the server, exclusive path",
     "async-io": "submission: libaio and io_uring (async iocbs)",
-    "mixed": "buffered and direct access to one inode (page-cache invalidation)",
+    "mixed": "buffered and direct access to one inode: the invalidation around O_DIRECT "
+             "writes of pages a buffered fd cached (server without auto_inval_data)",
     "server-death": "the server dying mid-write (connection abort)",
     "parallel-odirect": "O_DIRECT fds on a direct-io open",
     "append-stale": "O_APPEND with the fd's position inside the file",

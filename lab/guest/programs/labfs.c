@@ -66,12 +66,14 @@
 
 static struct {
 	int direct_io, parallel_dw, null_writes, foreground, debug, cached_readers;
+	int auto_inval_data;
 	unsigned long delay_write_us, delay_setattr_us, short_write;
 	unsigned long fail_every, threads;
 	int fail_errno; /* 0 = not given: EIO is used */
 	double attr_timeout;
 	char *stats_path, *pidfile, *arrivals_path;
-} opt = {.direct_io = 1, .parallel_dw = 1, .threads = 64, .attr_timeout = 1.0};
+} opt = {.direct_io = 1, .parallel_dw = 1, .threads = 64, .attr_timeout = 1.0,
+	   .auto_inval_data = 1};
 
 static void die(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
@@ -531,6 +533,12 @@ static void lab_init(void *data, struct fuse_conn_info *conn)
 	/* Writeback caching would route writes through the page cache and
 	 * hide the direct-write path under test. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* --auto-inval-data=off: the kernel no longer drops an inode's page
+	 * cache when a fresh GETATTR shows another mtime, so what keeps a
+	 * buffered reader right after an O_DIRECT write is only the direct
+	 * write path's own invalidation, which is what a case checks. */
+	if (!opt.auto_inval_data)
+		conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 }
 
 static void reply_entry_or_err(fuse_req_t req, fuse_ino_t parent,
@@ -982,6 +990,8 @@ static const char usage_text[] =
 	"  --threads=N                     worker threads (64)\n"
 	"  --attr-timeout=S                entry/attr cache seconds (1)\n"
 	"  --cached-readers                read-only opens in caching mode\n"
+	"  --auto-inval-data=on|off        FUSE_CAP_AUTO_INVAL_DATA, libfuse's\n"
+	"                                  default (on)\n"
 	"  --arrivals=PATH                 count of WRITEs received so far, a\n"
 	"                                  native uint64 at offset 0 of PATH\n"
 	"  --stats=PATH                    JSON counters, rewritten on SIGUSR1\n"
@@ -1043,7 +1053,8 @@ static char *abspath(const char *p)
 }
 
 enum { O_DIO = 256, O_PDW, O_NULL, O_DW, O_DS, O_SHORT, O_FEVERY, O_FERR,
-       O_THREADS, O_STATS, O_FG, O_PID, O_DEBUG, O_HELP, O_ATTR, O_CACHEDR, O_ARRIVALS };
+       O_THREADS, O_STATS, O_FG, O_PID, O_DEBUG, O_HELP, O_ATTR, O_CACHEDR, O_ARRIVALS,
+       O_AID };
 
 static void parse_args(int argc, char **argv, char **backing, char **mnt)
 {
@@ -1059,6 +1070,7 @@ static void parse_args(int argc, char **argv, char **backing, char **mnt)
 		{"threads", required_argument, NULL, O_THREADS},
 		{"attr-timeout", required_argument, NULL, O_ATTR},
 		{"cached-readers", no_argument, NULL, O_CACHEDR},
+		{"auto-inval-data", required_argument, NULL, O_AID},
 		{"stats", required_argument, NULL, O_STATS},
 		{"arrivals", required_argument, NULL, O_ARRIVALS},
 		{"foreground", no_argument, NULL, O_FG},
@@ -1082,6 +1094,9 @@ static void parse_args(int argc, char **argv, char **backing, char **mnt)
 			break;
 		case O_NULL: opt.null_writes = 1; break;
 		case O_CACHEDR: opt.cached_readers = 1; break;
+		case O_AID:
+			opt.auto_inval_data = parse_onoff("auto-inval-data", optarg);
+			break;
 		case O_DW:
 			opt.delay_write_us =
 				parse_num("delay-write-us", optarg, 0, hour);
