@@ -172,7 +172,7 @@ class KernelFailureInCase:
     """A check the kernel itself failed: it crashed or hung (CheckResult.kernel).
 
     `summary` is one line; `evidence` the console text behind it (the check's
-    console excerpt, else the evidence recorded in the details).
+    console excerpt, else the evidence of CheckResult.kernel).
     """
 
     case: str
