@@ -193,6 +193,8 @@ class AbReading:
         if not isinstance(data, Mapping):
             raise ConfigError(f"results: ab is not an object: {data!r:.80}")
         skipped = data.get("skipped") or {}  # older files: {"here": n, "base": n}
+        if not isinstance(skipped, Mapping):
+            raise ConfigError(f"results: ab: skipped is {skipped!r:.80}")
         data = {"skipped_here": skipped.get("here", 0), "skipped_base": skipped.get("base", 0),
                 **{k: v for k, v in data.items() if k != "skipped"}}
         reading = _build(cls, data, "ab")
@@ -252,7 +254,10 @@ class CheckResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
-        if isinstance(data, Mapping) and isinstance(data.get("details"), Mapping):
+        # Files written before the typed fields have no "number" at the top;
+        # a current file's details are evidence, kept as they are.
+        if (isinstance(data, Mapping) and "number" not in data
+                and isinstance(data.get("details"), Mapping)):
             data = _lift_older_details(data)
         check = _build(cls, data, "check")
         kernel = check.kernel
@@ -262,16 +267,18 @@ class CheckResult:
             raise ConfigError(f"results: check {check.name!r}: kernel is {kernel!r}")
         if not isinstance(check.passed, bool):
             raise ConfigError(f"results: check {check.name!r}: passed is {check.passed!r}")
-        if not isinstance(check.subtests, Sequence) or isinstance(check.subtests, str):
-            raise ConfigError(f"results: check {check.name!r}: subtests is {check.subtests!r}")
+        for name, want in (("number", int), ("title", str), ("timed_out", bool),
+                           ("cached_from", str), ("subtests", list | tuple)):
+            value = getattr(check, name)
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise ConfigError(f"results: check {check.name!r}: {name} is {value!r:.80}")
         try:
             kind = CheckKind(check.kind)
         except ValueError:
             raise ConfigError(f"results: check {check.name!r}: unknown kind {check.kind!r}"
                               ) from None
-        return replace(check, kind=kind, number=int(check.number), title=str(check.title),
+        return replace(check, kind=kind,
                        subtests=tuple(SubResult.from_dict(s) for s in check.subtests),
-                       timed_out=bool(check.timed_out), cached_from=str(check.cached_from),
                        ab=None if check.ab is None else AbReading.from_dict(check.ab))
 
 

@@ -266,6 +266,8 @@ class MixedResult:
     # Read through the buffered fd just before the direct writes: what the
     # direct writes must invalidate for the later reads to be right.
     cached_blocks: int
+    # What failed before the reads, by errno name ("" where nothing did).
+    errors: tuple[str, ...] = ()
 
 
 def parse_mixed(data: Any) -> MixedResult:
@@ -273,5 +275,11 @@ def parse_mixed(data: Any) -> MixedResult:
     bad = f.obj("buffered_read").int("mismatched_blocks")
     if isinstance(f.data.get("direct_read"), dict):
         bad += f.obj("direct_read").int("mismatched_blocks")
+    errors = tuple(f"{step}: {f.opt_str(key + '_name') or f.int(key)}"
+                   for step, key in (("buffered write", "buffered_write_errno"),
+                                     ("fsync", "fsync_errno"),
+                                     ("O_DIRECT open", "direct_open_errno"),
+                                     ("direct write", "direct_write_errno"))
+                   if f.int(key))
     return MixedResult(f.bool("ok"), bad, f.int("blocks"),
-                       f.int("blocks_cached_before_direct_writes"))
+                       f.int("blocks_cached_before_direct_writes"), errors)

@@ -98,6 +98,8 @@ def _check_case(c: CheckResult) -> Case:
                     system_out=c.console_excerpt)
     failure = None if c.passed else f"expected {c.expected}; observed {c.observed}"
     text = (f"expected: {c.expected}\nobserved: {c.observed}\n"
+            + ("stopped by its time limit\n" if c.timed_out else "")
+            + (f"verdict cached from run {c.cached_from}\n" if c.cached_from else "")
             + (f"details: {json.dumps(c.details, sort_keys=True)}\n" if c.details else ""))
     return Case(f"kernel-lab.{c.variant}", c.name, c.duration_s, failure=failure,
                 failure_type="ExpectationFailed" if failure is not None else "",

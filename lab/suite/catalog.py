@@ -667,8 +667,8 @@ def case_mixed(ctx: CaseContext) -> Observation:
     with ctx.mount(ServerOptions(direct_io=False, auto_inval_data=False)) as m:
         result = records.parse_mixed(probe(ctx.guest, "mixed", file=f"{m.path}/m",
                                              size=1024 * 1024, block=BLOCK))
-    observed = f"{result.mismatched_blocks} blocks mismatched"
-    if result.cached_blocks < result.blocks:
+    observed = "; ".join((*result.errors, f"{result.mismatched_blocks} blocks mismatched"))
+    if result.cached_blocks < result.blocks and not result.errors:
         observed += f"; only {result.cached_blocks} of {result.blocks} blocks read before"
     return Observation(result.ok, "readers see the data written, through a buffered fd "
                        "whose cache held every block before the direct writes",

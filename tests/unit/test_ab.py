@@ -123,7 +123,9 @@ def test_kernel_evidence_is_a_typed_record_that_round_trips_and_reads_older_file
                     kernel=KernelEvidence("hang", "blocked for more than 10 seconds",
                                           ("hung task",), 2, "[ 1.0] INFO: task dd"))
     assert CheckResult.from_dict(c.to_dict()) == c
-    older = {k: v for k, v in c.to_dict().items() if k != "kernel"}
+    # An older file: none of the typed fields, the kernel failure in details.
+    older = {k: v for k, v in c.to_dict().items() if k in ("name", "variant", "passed",
+                                                          "expected", "observed")}
     older["details"] = {"kernel_failure": {"kind": "hang", "summary": "s",
                                            "blocked_tasks": "task:dd state:D"}}
     got = CheckResult.from_dict(older)
@@ -222,3 +224,36 @@ def test_a_base_run_the_early_stop_left_out_is_no_reference():
     got = by_variant(ab.judge([not_run, head], "baseline", "patched"))
     assert got["baseline"] == not_run  # left as it is: not run, not a pass
     assert not got["patched"].passed and got["patched"].ab is None
+
+
+def test_a_current_files_evidence_keeps_keys_that_older_files_used_and_bad_types_are_refused():
+    import pytest
+
+    from lab.errors import ConfigError
+
+    c = CheckResult(name="x", variant="v", passed=True, expected="e", observed="o",
+                    details={"title": "the case's own word", "subtests": 3}, number=4)
+    assert CheckResult.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    for key, bad in (("number", None), ("number", True), ("title", 3), ("timed_out", "no"),
+                     ("cached_from", None), ("subtests", "a")):
+        with pytest.raises(ConfigError, match=key):
+            CheckResult.from_dict({**c.to_dict(), key: bad})
+    with pytest.raises(ConfigError, match="skipped"):
+        CheckResult.from_dict({**c.to_dict(), "ab": {"role": "head", "skipped": 2,
+                                                     "own": {"passed": True, "observed": ""}}})
+
+
+def test_the_junit_failure_says_when_a_verdict_came_from_the_cache_or_a_time_limit():
+    import dataclasses
+    import xml.etree.ElementTree as ET
+
+    from lab.report.junit import render_junit
+    from lab.results import RunResults
+
+    failed = dataclasses.replace(check("patched", False, [sub("a")], kind=CheckKind.SCRIPT,
+                                       name="script:x.sh"),
+                                 timed_out=True, cached_from="run-7")
+    root = ET.fromstring(render_junit(RunResults("r", "now", checks=(failed,))))
+    text = next(c for s in root for c in s.findall("testcase")
+                if c.get("name") == "script:x.sh").find("failure").text
+    assert "stopped by its time limit" in text and "verdict cached from run run-7" in text

@@ -59,3 +59,22 @@ def test_probe_results_and_loops():
 def test_not_json_is_a_parse_error_with_the_text():
     with pytest.raises(ParseError, match="labfs counters: not JSON"):
         records.parse_server_stats("labfs: cannot open\n")
+
+
+def test_mixed_names_what_failed_before_the_reads():
+    from lab.guest.records import parse_mixed
+
+    read = {"mismatch_examples": [], "mismatched_blocks": 0, "errno": 0, "errno_name": None,
+            "ok": True}
+    record = {"cmd": "mixed", "blocks": 16, "blocks_cached_before_direct_writes": 16,
+              "buffered_write_errno": 0, "buffered_write_errno_name": None,
+              "fsync_errno": 0, "fsync_errno_name": None,
+              "direct_open_errno": 0, "direct_open_errno_name": None,
+              "direct_write_errno": 0, "direct_write_errno_name": None,
+              "buffered_read": read, "direct_read": read, "ok": True}
+    good = parse_mixed(record)
+    assert good.ok and (good.mismatched_blocks, good.cached_blocks, good.errors) == (0, 16, ())
+    refused = parse_mixed({**record, "ok": False, "blocks_cached_before_direct_writes": 0,
+                           "direct_open_errno": 22, "direct_open_errno_name": "EINVAL",
+                           "direct_read": None})
+    assert not refused.ok and refused.errors == ("O_DIRECT open: EINVAL",)

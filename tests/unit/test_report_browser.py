@@ -47,16 +47,16 @@ def realistic_results() -> RunResults:
     run = RunResults.load(DATA / "runs" / "run-a.json")
     panic = "\n".join((DATA / "console" / "sysrq-panic.log").read_text().splitlines()[220:])
     checks = [
-        CheckResult(name, variant, True, "ok", "as claimed", {"number": i}, 2.0)
+        CheckResult(name, variant, True, "ok", "as claimed", duration_s=2.0, number=i)
         for i, name in enumerate(("parallel-nonextending", "flag-off", "extending"), 1)
         for variant in ("baseline", "patched")
     ]
     checks.append(CheckResult("eof-exact", "baseline", False, "1 in flight",
-                              "8 of 8 WRITEs in flight", {"number": 5}, 3.0))
+                              "8 of 8 WRITEs in flight", duration_s=3.0, number=5))
     checks.append(CheckResult(
         "truncate-race", "patched", False, "the kernel neither crashes nor hangs",
         "kernel panic: Kernel panic - not syncing: sysrq triggered crash",
-        {"number": 7}, 4.0, panic,
+        duration_s=4.0, console_excerpt=panic, number=7,
         kernel=KernelEvidence("panic", "Kernel panic - not syncing: sysrq triggered crash",
                               evidence=panic)))
     return dataclasses.replace(run, checks=tuple(checks))
