@@ -266,7 +266,7 @@ class MixedResult:
     # Read through the buffered fd just before the direct writes: what the
     # direct writes must invalidate for the later reads to be right.
     cached_blocks: int
-    # What failed before the reads, by errno name ("" where nothing did).
+    # What failed before the reads ("O_DIRECT open: EINVAL"); empty if nothing did.
     errors: tuple[str, ...] = ()
 
 

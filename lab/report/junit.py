@@ -111,19 +111,18 @@ def _subtest_cases(c: CheckResult) -> list[Case]:
     """One testcase per KTAP/TAP sub-test of a script, kselftest or KUnit check;
     judged A/B where the check was (lab.suite.ab): a regression fails, a failure
     the base shares is shown as skipped with why."""
-    judged = c.ab
+    role = c.ab.role if c.ab is not None else None
     cases = []
     for sub in c.subtests:
         name = sub.name
         case = Case(f"kernel-lab.{c.variant}.{c.name}", name, 0.0)
         if sub.failed:
-            if judged is not None and judged.role is AbRole.BASE:
+            if role is AbRole.BASE:
                 case = dataclasses.replace(case, skipped=(
                     "fails on the base of the comparison (the reference, not under test)"))
-            elif (judged is not None and judged.role is AbRole.HEAD
-                  and name not in judged.regressions):
+            elif role is AbRole.HEAD and name not in c.ab.regressions:
                 case = dataclasses.replace(
-                    case, skipped=f"fails on {judged.base} too: not a regression")
+                    case, skipped=f"fails on {c.ab.base} too: not a regression")
             else:
                 case = dataclasses.replace(case, failure=f"{c.name}: {name} not ok",
                                            failure_type="SubtestFailed")

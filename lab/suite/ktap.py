@@ -57,7 +57,6 @@ class TestResult:
         return is_failure(self.ok, self.directive)
 
 
-
 @dataclass(frozen=True)
 class Report:
     parsed: bool
