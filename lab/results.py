@@ -63,10 +63,14 @@ class BenchSample:
     max_inflight: int
     extending_writes: int
     write_delay_us: int
+    # fio's own measure of how long the run wrote (0 in results from before it
+    # was kept): what the benchmark's efficiency is counted from.
+    runtime_ms: int = 0
 
     def __post_init__(self) -> None:
         # JSON gives 3.0 or "3" as readily as 3; normalise so equality and keys work.
-        for name in ("numjobs", "repeat", "max_inflight", "extending_writes", "write_delay_us"):
+        for name in ("numjobs", "repeat", "max_inflight", "extending_writes", "write_delay_us",
+                     "runtime_ms"):
             object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("bw_bytes", "iops"):
             object.__setattr__(self, name, float(getattr(self, name)))

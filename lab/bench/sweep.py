@@ -289,6 +289,7 @@ def run_points(guest: Guest, cfg: BenchConfig, points: Sequence[Point],
             max_inflight=max((f.max_inflight for f in files), default=0),
             extending_writes=sum(f.extending_writes for f in files),
             write_delay_us=options.delay_write_us,
+            runtime_ms=fio.runtime_ms,
         ))
     return samples
 
@@ -314,6 +315,34 @@ def batches(points: Sequence[Point], one_by_one: bool = False) -> list[list[Poin
         else:
             out.append([point])
     return out
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """How much of the benchmark's wall time fio spent writing: the rest is
+    SSH round trips, fio's own set-up and the counters' snapshots."""
+
+    runs: int
+    fio_s: float  # the sum of fio's own runtimes
+    wall_s: float  # the benchmark's runs, boots aside
+
+    @property
+    def ratio(self) -> float:
+        return self.fio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def overhead_per_run_s(self) -> float:
+        return max(self.wall_s - self.fio_s, 0.0) / self.runs if self.runs else 0.0
+
+    def line(self) -> str:
+        return (f"benchmark efficiency: fio wrote for {self.fio_s:.0f} s of {self.wall_s:.0f} s "
+                f"({self.ratio:.0%}), {self.overhead_per_run_s:.2f} s per run beyond fio's own "
+                f"({self.runs} runs, boots aside)")
+
+
+def efficiency(samples: Sequence[BenchSample], wall_s: float) -> Efficiency:
+    return Efficiency(runs=len(samples), fio_s=sum(s.runtime_ms for s in samples) / 1000,
+                      wall_s=wall_s)
 
 
 def run_plan(

@@ -91,3 +91,22 @@ def test_every_server_option_the_lab_passes_is_one_labfs_knows():
     passed = {a[2:].split("=")[0] for a in everything.argv()}
     assert passed <= known, passed - known
     assert "--auto-inval-data=off" in everything.argv()
+
+
+def test_the_benchmarks_efficiency_is_fios_own_runtime_over_the_wall_time():
+    from lab.results import BenchSample
+
+    def sample(repeat: int, runtime_ms: int) -> BenchSample:
+        return BenchSample("patched", "ssf", "latency", 4, repeat, 1.0, 1.0, 4, 0, 100,
+                           runtime_ms=runtime_ms)
+
+    eff = sweep.efficiency([sample(0, 2000), sample(1, 2001), sample(2, 1999)], wall_s=8.0)
+    assert (eff.runs, eff.fio_s) == (3, 6.0)
+    assert eff.ratio == 0.75
+    assert abs(eff.overhead_per_run_s - 2 / 3) < 1e-9
+    assert "6 s of 8 s (75%), 0.67 s per run" in eff.line()
+    # Results from before fio's runtime was kept load with 0 and never divide by zero.
+    old = sample(0, 0).to_dict()
+    del old["runtime_ms"]
+    assert BenchSample.from_dict(old).runtime_ms == 0
+    assert sweep.efficiency([], wall_s=0.0).ratio == 0.0
