@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -257,9 +256,8 @@ def run_bench(cfg: LabConfig, p: pipeline.Prepared, points: Sequence[sweep.Point
                 ui.note(f"[{i + 1}/{len(points)}] {pt.variant:9s} {pt.mode:7s} {pt.workload:12s} "
                         f"jobs={pt.numjobs:<2d} {s.bw_bytes / 2**20:8.1f} MiB/s "
                         f"in flight {s.max_inflight}")
-        started = time.monotonic()
         samples = sweep.run_plan(guests, cfg.bench, points, progress)
-    ui.note(sweep.efficiency(samples, time.monotonic() - started).line())
+        ui.note(sweep.efficiency(samples, step.elapsed).line())
     return samples
 
 

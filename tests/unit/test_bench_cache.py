@@ -11,6 +11,7 @@ from lab.bench import sweep
 from lab.config import BenchConfig
 from lab.guest.workloads import ServerOptions
 from lab.host import cache
+from lab.results import BenchSample
 from lab.shard import Shard, select
 
 
@@ -94,8 +95,6 @@ def test_every_server_option_the_lab_passes_is_one_labfs_knows():
 
 
 def test_the_benchmarks_efficiency_is_fios_own_runtime_over_the_wall_time():
-    from lab.results import BenchSample
-
     def sample(repeat: int, runtime_ms: int) -> BenchSample:
         return BenchSample("patched", "ssf", "latency", 4, repeat, 1.0, 1.0, 4, 0, 100,
                            runtime_ms=runtime_ms)
