@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from markdown_it import MarkdownIt
+from markdown_it import MarkdownIt  # markdown-it-py: installed with rich, a lab dependency
 
 # Close to GitHub's summary pane: system font, bordered tables, grey code blocks.
 STYLE = """
