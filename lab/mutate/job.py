@@ -41,7 +41,7 @@ from lab.report import document
 from lab.report import junit as junit_xml
 from lab.report.document import Block, Table
 from lab.shard import Shard, select
-from lab.suite import catalog, checks
+from lab.suite import catalog, checks, together
 from lab.ui import Ui
 
 EQUIVALENTS_FILE = "equivalent-mutants.toml"
@@ -251,9 +251,25 @@ def _one(cfg: LabConfig, v: Variant, target: Target, mutant: Mutant, img, accel,
     p = pipeline.Prepared({MUTANT_VARIANT: built}, img, accel, {})
     start = time.monotonic()
     pending = list(catalog.CASES)
+    # As `lab test` runs the suite: the independent cases together first, then
+    # the rest (and any that failed together) one by one, each failure judged
+    # alone. A kernel failure while cases ran together fails `lab test` too
+    # (a case alone, or its `together` check), so it kills the mutant.
+    group = together.grouped(pending, cfg.tests.lanes)
     try:
         while pending:
             with pipeline.deployed(cfg, p, MUTANT_VARIANT, log_dir, ui) as (_vm, guest):
+                if group:
+                    batch = together.run_batch(group, guest, MUTANT_VARIANT, v.features,
+                                               lanes=cfg.tests.lanes)
+                    group = []
+                    if batch.trouble:
+                        return dataclasses.replace(
+                            base, status=Status.KILLED, killed_by=together.CHECK_NAME,
+                            detail=batch.trouble[:600], build_s=build_s,
+                            test_s=time.monotonic() - start)
+                    passed = {r.name for r in batch.passed}
+                    pending = [c for c in pending if c.name not in passed]
                 while pending:
                     case = pending.pop(0)
                     run = checks.run_case(case, guest, MUTANT_VARIANT, v.features)
