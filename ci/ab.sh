@@ -11,13 +11,31 @@
 #   LAB_RESULTS     the results folder (default results/ab)
 #   LAB_SUMMARY     a Markdown file the verdict is appended to (optional)
 # Exit status: the lab's (0 pass, 1 a check failed, 2 bad input, 3 the lab broke).
+#
+# `ab.sh --cache-key` prints, in $GITHUB_OUTPUT's format, what caches this
+# A/B's builds (`lab build --print-cache-key`): the key, its two fall-backs,
+# the image's key, and the folders of each (`folders`, `image-folders`).
 set -uo pipefail
 : "${LAB:?LAB: kernel-lab checkout}" "${LAB_BASE:?LAB_BASE: the base revision}"
 results=${LAB_RESULTS:-results/ab}
-args=(test --kernel-tree . --base "$LAB_BASE" --accel "${LAB_ACCEL:-kvm}" --results "$results")
-[ -n "${LAB_HEAD:-}" ] && args+=(--head "$LAB_HEAD")
+side=(--kernel-tree . --base "$LAB_BASE")
+[ -n "${LAB_HEAD:-}" ] && side+=(--head "$LAB_HEAD")
+[ -n "${LAB_KCONFIG:-}" ] && side+=(--kconfig "$LAB_KCONFIG")
+if [ "${1:-}" = --cache-key ]; then
+	if ! key=$("$LAB/.venv/bin/lab" build --print-cache-key "${side[@]}"); then
+		exit 2
+	fi
+	printf '%s\n' "$key" | grep -v '^\(image-\)\?folder='
+	# actions/cache takes its folders as one multi-line value.
+	for kind in folder image-folder; do
+		printf '%ss<<EOF_FOLDERS\n' "$kind"
+		printf '%s\n' "$key" | sed -n "s/^$kind=//p"
+		printf 'EOF_FOLDERS\n'
+	done
+	exit 0
+fi
+args=(test "${side[@]}" --accel "${LAB_ACCEL:-kvm}" --results "$results")
 [ -n "${LAB_EXPECT:-}" ] && args+=(--expect "$LAB_EXPECT")
-[ -n "${LAB_KCONFIG:-}" ] && args+=(--kconfig "$LAB_KCONFIG")
 [ -n "${LAB_CASES:-}" ] && args+=(-k "$LAB_CASES")
 [ -n "${LAB_SCRIPT:-}" ] && args+=(--script "$LAB_SCRIPT")
 [ -n "${LAB_KSELFTEST:-}" ] && args+=(--kselftest "$LAB_KSELFTEST")

@@ -155,8 +155,7 @@ def _results_dir(cfg: config.LabConfig, args: argparse.Namespace, prefix: str) -
 def cmd_build(args: argparse.Namespace, ui: Ui) -> int:
     cfg = _cfg(args)
     if args.print_cache_key:
-
-        key = keys.cache_key(cfg, tuple(args.patch), args.debug)
+        key = keys.for_request(cfg, _request(args, args.variant))
         print(json.dumps(key.to_dict(), indent=2) if args.json else "\n".join(key.lines()))
         return 0
     log_dir = args.results.resolve() if args.results else cfg.cache_root / "logs"

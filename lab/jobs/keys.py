@@ -17,8 +17,9 @@ from lab.config import LabConfig
 from lab.errors import ConfigError
 from lab.guest.workloads import GUEST_SRC
 from lab.host import cache, proc
-from lab.kernel import build, gittree, sources
+from lab.kernel import build, gittree, sources, variants
 from lab.kernel.series import load_series
+from lab.pipeline import VariantRequest
 from lab.vm import image
 
 
@@ -27,14 +28,33 @@ class CacheKey:
     key: str
     restore_prefix: str  # an older cache for the same kernel source still helps
     inputs: dict[str, str]
+    # A tree's A/B: any older cache of the same settings (another base) still
+    # holds build folders, so both sides rebuild incrementally.
+    restore_any: str = ""
+    # The guest image and programs, cached apart: they change with neither side.
+    image_key: str = ""
+    # What a CI cache of a tree's A/B holds: the private clone (its checkout's
+    # timestamps keep the builds incremental) and the build folders.
+    folders: tuple[Path, ...] = ()
+    image_folders: tuple[Path, ...] = ()
 
     def lines(self) -> list[str]:
         """`name=value` lines: GitHub's $GITHUB_OUTPUT format, and plain to read."""
         return [f"key={self.key}", f"restore-prefix={self.restore_prefix}",
+                *([f"restore-any={self.restore_any}"] if self.restore_any else []),
+                *([f"image-key={self.image_key}"] if self.image_key else []),
+                *(f"folder={f}" for f in self.folders),
+                *(f"image-folder={f}" for f in self.image_folders),
                 *(f"input-{k}={v}" for k, v in self.inputs.items())]
 
     def to_dict(self) -> dict:
-        return {"key": self.key, "restore_prefix": self.restore_prefix, "inputs": self.inputs}
+        out = {"key": self.key, "restore_prefix": self.restore_prefix}
+        out |= {"restore_any": self.restore_any} if self.restore_any else {}
+        out |= {"image_key": self.image_key} if self.image_key else {}
+        out |= {"folders": [str(f) for f in self.folders]} if self.folders else {}
+        out |= ({"image_folders": [str(f) for f in self.image_folders]}
+                if self.image_folders else {})
+        return {**out, "inputs": self.inputs}
 
 
 def _run(argv: list[str], cwd: Path | None = None) -> proc.CommandResult:
@@ -81,3 +101,68 @@ def cache_key(cfg: LabConfig, patches: tuple[Path, ...] = (), debug: bool = Fals
     prefix = f"kernel-lab-{source}-"
     digest = cache.digest([f"{k}={v}" for k, v in inputs.items()])[:24]
     return CacheKey(prefix + digest, prefix, inputs)
+
+
+def _head_id(tree: Path, head: str | None) -> str:
+    """The head side as a build sees it: `head`'s commit, or the working tree's
+    HEAD plus a digest of its uncommitted changes (tracked and untracked), the
+    way lab.kernel.sources snapshots it."""
+    if head:
+        return gittree.rev_commit(tree, head, what="--head", error=ConfigError)
+    commit = gittree.rev_commit(tree, "HEAD", what="--kernel-tree HEAD", error=ConfigError)
+    # Not the ./results the lab writes when run from inside the tree.
+    status = gittree.query(tree, "status", "--porcelain", "--untracked-files=all", "--", ".",
+                           f":(exclude){sources.RESULTS_DIR}/").stdout
+    if not status.strip():
+        return commit
+    diff = gittree.query(tree, "diff", "--binary", "HEAD").stdout
+    untracked = [tree / line[3:] for line in status.splitlines() if line.startswith("?? ")]
+    return f"{commit[:16]}+{cache.digest([diff, _files_digest(untracked)])[:12]}"
+
+
+def tree_cache_key(cfg: LabConfig, tree: Path, base: str | None, head: str | None,
+                   kconfig: str | Path, fragments: tuple[Path, ...] = (),
+                   debug: bool = False) -> CacheKey:
+    """The cache key of an A/B of `tree` (`lab test --kernel-tree TREE --base
+    BASE [--head HEAD]`): exact for the pair, with two fall-backs for
+    actions/cache's restore-keys: the same base (its kernel is cached: only the
+    head builds, incrementally) and the same settings (build folders of an
+    older pair: both sides incremental). The image has a key of its own."""
+    tree = tree.expanduser().resolve()
+    if not gittree.is_repo(tree):
+        raise ConfigError(f"--kernel-tree {tree}: not a git repository (no .git folder)")
+    # No --base: the tree alone (variant `tree`), keyed like a base-less pair.
+    base_commit = (gittree.rev_commit(tree, base, what="--base", error=ConfigError) if base
+                   else "none")
+    own = list(cfg.fragments) + ([cfg.debug_fragment] if debug else []) + list(fragments)
+    config = (f"file-{cache.file_sha256(kconfig)[:16]}" if isinstance(kconfig, Path)
+              else kconfig)
+    settings = {
+        "compiler": build.compiler_version(),
+        "build-recipe": build.RECIPE_VERSION,
+        "base-config": config,
+        "config-fragments": _files_digest(own),
+    }
+    sides = {"base": base_commit, "head": _head_id(tree, head)}
+    image_inputs = {"image-recipe": image.recipe_key(cfg.image_recipe)[:16],
+                    "guest-programs": _files_digest([GUEST_SRC])}
+    prefix = f"kernel-lab-tree-{cache.digest([f'{k}={v}' for k, v in settings.items()])[:16]}-"
+    by_base = f"{prefix}{base_commit[:16]}-"
+    group = sources.clone_group(tree)
+    return CacheKey(
+        key=by_base + (sides["head"] if "+" in sides["head"] else sides["head"][:16]),
+        restore_prefix=by_base, restore_any=prefix,
+        image_key="kernel-lab-image-" + "-".join(image_inputs.values()),
+        folders=(cfg.cache_root / "src" / group, cfg.cache_root / "build" / group),
+        image_folders=(cfg.cache_root / "images", cfg.cache_root / "guest-bin"),
+        inputs={**sides, **settings, **image_inputs})
+
+
+def for_request(cfg: LabConfig, req: VariantRequest) -> CacheKey:
+    """`lab build --print-cache-key`: a tree's A/B key when a kernel tree is
+    under test, else the series' key."""
+    if req.kernel_tree is None:
+        return cache_key(cfg, req.patches, req.debug)
+    return tree_cache_key(cfg, req.kernel_tree, req.base, req.head,
+                          variants.base_config(req.kconfig),
+                          variants.extra_fragments(req.fragments), req.debug)

@@ -199,7 +199,13 @@ def apply_patches(tree: Path, patches: Sequence[Path], log_path: Path, *,
 
 def source_lock(variant: Variant, cache_root: Path) -> contextlib.AbstractContextManager:
     """The lock of the variant's source: one build (or patch) on it at a time."""
-    return cache.locked(cache_root / "locks" / f"src-{variant.source.build_group}.lock")
+    return locked_source(variant.source, cache_root)
+
+
+def locked_source(source: KernelSource, cache_root: Path) -> contextlib.AbstractContextManager:
+    """Hold `source`'s lock: whoever reads its files while another lab
+    process builds from it would read that build's patches applied."""
+    return cache.locked(cache_root / "locks" / f"src-{source.build_group}.lock")
 
 
 @contextlib.contextmanager
@@ -222,13 +228,14 @@ def restore_tree(tree: Path, commit: str = "") -> None:
     gittree.ensure_pristine(tree, commit or source_commit(tree))
 
 
-def files_after(patches: Sequence[Path], source_tree: Path, rels: Sequence[str],
-                work: Path, *, strict: bool = False) -> dict[str, str]:
+def files_after(patches: Sequence[Path], source: KernelSource, rels: Sequence[str],
+                work: Path, *, cache_root: Path, strict: bool = False) -> dict[str, str]:
     """The text of files `rels` after `patches`, worked out on a scratch copy of
-    just those files at `work` (the cached source is never touched)."""
-    for rel in rels:
-        (work / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source_tree / rel, work / rel)
+    just those files at `work` (the cached source is only read, under its lock)."""
+    with locked_source(source, cache_root):
+        for rel in rels:
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source.path / rel, work / rel)
     make_source_tree(work)
     apply_patches(work, patches, work.parent / f"{work.name}-patch.log", strict=strict)
     texts = {rel: (work / rel).read_text() for rel in rels}

@@ -152,11 +152,17 @@ def _unpack_and_commit(tarball: Path, dest: Path, label: str, log_dir: Path) -> 
 # --- git trees -------------------------------------------------------------------
 
 
+def clone_group(repo: Path) -> str:
+    """The name of `repo`'s private clone and of its build folders' group
+    (cache_root/src/NAME, cache_root/build/NAME): one per repository path."""
+    return f"git-{cache.digest([str(repo)])[:12]}"
+
+
 def _clone_for(repo: Path, cache_root: Path, log_dir: Path) -> tuple[Path, str]:
     """The lab's private clone of `repo` (made once): its own HEAD, index and
     working tree, the user's objects borrowed through alternates."""
-    name = cache.digest([str(repo)])[:12]
-    dest = cache_root / "src" / f"git-{name}"
+    group = clone_group(repo)
+    dest = cache_root / "src" / group
     if not gittree.is_repo(dest):
         staging = dest.with_name(dest.name + ".partial")
         proc.run(["rm", "-rf", "--one-file-system", staging], timeout=900, error=BuildError)
@@ -164,7 +170,7 @@ def _clone_for(repo: Path, cache_root: Path, log_dir: Path) -> tuple[Path, str]:
         gittree.git(staging.parent, "clone", "--quiet", "--shared", "--no-checkout", "--", repo,
                     staging, log_path=log_dir / "git.log")
         cache.publish_dir(staging, dest)
-    return dest, f"git-{name}"
+    return dest, group
 
 
 def _user_repo(tree: Path, flag: str) -> Path:

@@ -126,24 +126,27 @@ def _patched_c_files(patches: Sequence[Path]) -> list[str]:
     return files
 
 
-def _image_of(tree: Path, relpaths: Sequence[str], patches: Sequence[Path],
-              log_path: Path, *, strict: bool = False) -> dict[str, str]:
+def _image_of(v: Variant, cache_root: Path, relpaths: Sequence[str], patches: Sequence[Path],
+              log_path: Path) -> dict[str, str]:
     """The files' text after `patches`, applied exactly as a build applies
     them (build.apply_patches: mboxes mail by mail, the fuzz ladder, `strict`)
     to a scratch tree holding copies of just the files the patches name; the
-    shared source tree is never written. A file absent afterwards reads as ""."""
+    shared source tree is only read, under its lock (another lab process may
+    be building from it). A file absent afterwards reads as ""."""
+    tree = v.source.path
     named = [*relpaths]
     for patch in patches:
         named += patching.diff_paths(patch.read_text(errors="replace"))
     with tempfile.TemporaryDirectory(prefix="lab-mutate-") as tmp:
         work = Path(tmp) / "tree"
         work.mkdir()
-        for rel in dict.fromkeys(named):
-            if (tree / rel).is_file():
-                (work / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(tree / rel, work / rel)
+        with build.locked_source(v.source, cache_root):
+            for rel in dict.fromkeys(named):
+                if (tree / rel).is_file():
+                    (work / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(tree / rel, work / rel)
         build.make_source_tree(work)
-        build.apply_patches(work, patches, log_path, strict=strict)
+        build.apply_patches(work, patches, log_path, strict=v.strict)
         return {rel: (work / rel).read_text() if (work / rel).is_file() else ""
                 for rel in relpaths}
 
@@ -156,15 +159,15 @@ class Target:
     functions: tuple[str, ...]
 
 
-def targets(v: Variant, own: Sequence[Path], log_path: Path) -> list[Target]:
+def targets(v: Variant, own: Sequence[Path], cache_root: Path, log_path: Path) -> list[Target]:
     """The changed C functions of the variant's own patches, with their mutants."""
     files = _patched_c_files(own)
     if not files:
         raise ConfigError("the patch changes no C file: "
                           + ", ".join(str(p) for p in own))
     base = [p for p in v.patches if p not in own]
-    before = _image_of(v.source.path, files, base, log_path, strict=v.strict)
-    after = _image_of(v.source.path, files, v.patches, log_path, strict=v.strict)
+    before = _image_of(v, cache_root, files, base, log_path)
+    after = _image_of(v, cache_root, files, v.patches, log_path)
     out = []
     for rel in files:
         changed = mutants.changed_functions(before[rel], after[rel])
@@ -199,7 +202,7 @@ def run(cfg: LabConfig, req: MutateRequest, out: Path, ui: Ui) -> MutationReport
     series = load_series(cfg.series)
     (v,) = pipeline.resolve_variants(cfg, req.variant, out)
     own = [p for p in v.patches if series.baseline is None or p != series.baseline]
-    found = targets(v, own, out / "mutate-apply.log")
+    found = targets(v, own, cfg.cache_root, out / "mutate-apply.log")
     every = [(t, m) for t in found for m in t.mutants]
     by_key = {m.key: (t, m) for t, m in every}
     chosen = mutants.choose([m for _t, m in every], req.limit, req.seed)

@@ -104,6 +104,21 @@ def git_in(repo: Path, *args: str) -> str:
                           env={**os.environ, **DATES}).stdout.strip()
 
 
+def copy_source(source, dest: Path, cache_root: Path) -> None:
+    """A cached kernel source's files (not its .git, nor the lab's marks) to
+    `dest`, under the source's lock: a lab process building from it at the
+    same time would have its patches applied."""
+    with build.locked_source(source, cache_root):
+        subprocess.run(["rsync", "-a", "--exclude=/.lab-*", "--exclude=/.git",
+                        f"{source.path}/", f"{dest}/"], check=True)
+
+
+@pytest.fixture(scope="session")
+def source_copy():
+    """`source_copy(source, dest, cache_root)`: copy_source for test modules."""
+    return copy_source
+
+
 @pytest.fixture(scope="session")
 def git():
     """`git(repo, *args)`: git in a test repository, as a fixed developer on a fixed date."""
@@ -119,14 +134,14 @@ def kernel_repo(tmp_path_factory, lab_cfg, logs) -> dict[str, str | Path]:
     repo = lab_cfg.cache_root / "test-trees" / "git-ci"  # fixed: builds are incremental
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
-    subprocess.run(["rsync", "-a", "--exclude=/.git", f"{base.source.path}/", f"{repo}/"],
-                   check=True)
+    copy_source(base.source, repo, lab_cfg.cache_root)
     scratch = tmp_path_factory.mktemp("files")
     revs: dict[str, str | Path] = {"repo": repo}
     for name, patches in (("base", [series.baseline]),
                           ("good", [series.baseline, series.version(series.newest).patch])):
-        for rel, text in build.files_after(patches, base.source.path, FUSE_FILES,
-                                           scratch / name).items():
+        for rel, text in build.files_after(patches, base.source, FUSE_FILES,
+                                           scratch / name, cache_root=lab_cfg.cache_root
+                                           ).items():
             (repo / rel).write_text(text)
         if name == "base":
             git_in(repo, "init", "-q", "-b", "main")

@@ -41,7 +41,7 @@ def _fingerprint(repo: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def dev_tree(tmp_path_factory, lab_cfg, logs) -> Path:
+def dev_tree(tmp_path_factory, lab_cfg, logs, source_copy) -> Path:
     base = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
     series = pipeline.series_of(lab_cfg)
     # A fixed path: the lab keys its private clone and build folders by the
@@ -49,12 +49,12 @@ def dev_tree(tmp_path_factory, lab_cfg, logs) -> Path:
     repo = lab_cfg.cache_root / "test-trees" / "git-ab"
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
-    subprocess.run(["rsync", "-a", "--exclude=/.git", f"{base.source.path}/", f"{repo}/"],
-                   check=True)
+    source_copy(base.source, repo, lab_cfg.cache_root)
     scratch = tmp_path_factory.mktemp("files")
     for name, patches in (("base", [series.baseline]),
                           ("head", [series.baseline, series.version(series.newest).patch])):
-        files = build.files_after(patches, base.source.path, FUSE_FILES, scratch / name)
+        files = build.files_after(patches, base.source, FUSE_FILES, scratch / name,
+                                  cache_root=lab_cfg.cache_root)
         for rel, text in files.items():
             (repo / rel).write_text(text)
         if name == "base":

@@ -40,7 +40,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def git_tree(tmp_path_factory, lab_cfg, logs):
+def git_tree(tmp_path_factory, lab_cfg, logs, source_copy):
     """Six commits; only the file contents of each version are written."""
     base = pipeline.resolve_variants(lab_cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
     series = pipeline.series_of(lab_cfg)
@@ -50,12 +50,12 @@ def git_tree(tmp_path_factory, lab_cfg, logs):
     repo = lab_cfg.cache_root / "test-trees" / "git-bisect"
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
-    subprocess.run(["rsync", "-a", "--exclude=/.lab-*", "--exclude=/.git", f"{base.source.path}/",
-                    f"{repo}/"], check=True)
+    source_copy(base.source, repo, lab_cfg.cache_root)
 
     def version_files(patches) -> dict[str, str]:
-        return build.files_after(patches, base.source.path, ["fs/fuse/file.c",
-                                  "include/uapi/linux/fuse.h"], tmp_path_factory.mktemp("v"))
+        return build.files_after(patches, base.source, ["fs/fuse/file.c",
+                                  "include/uapi/linux/fuse.h"], tmp_path_factory.mktemp("v"),
+                                  cache_root=lab_cfg.cache_root)
 
     def commit(message: str, files: dict[str, str]) -> str:
         for rel, text in files.items():

@@ -17,10 +17,10 @@ from lab.kernel.build import Variant
 pytestmark = [pytest.mark.build, pytest.mark.timeout(1800)]
 
 
-def _patched_copy(source: Path, patches, dest: Path) -> str:
+def _patched_copy(source, patches, dest: Path, cache_root: Path) -> str:
     """fs/fuse/file.c as a variant's patches leave it (on a copy, not the cache)."""
     return build.files_after(patches, source, ["fs/fuse/file.c", "include/uapi/linux/fuse.h"],
-                              dest)["fs/fuse/file.c"]
+                              dest, cache_root=cache_root)["fs/fuse/file.c"]
 
 
 def _pristine(source) -> bool:
@@ -40,7 +40,8 @@ def test_baseline_and_patched_differ_exactly_in_the_write_locking(builds, lab_cf
     assert base.sha256 != patched.sha256 and base.release != patched.release
     variants = pipeline.resolve_variants(
         lab_cfg, pipeline.VariantRequest(("baseline", "patched")), logs)
-    texts = {v.name: _patched_copy(v.source.path, v.patches, tmp_path / v.name)
+    texts = {v.name: _patched_copy(v.source, v.patches, tmp_path / v.name,
+                                   lab_cfg.cache_root)
              for v in variants}
     changed = [ln for ln in difflib.unified_diff(texts["baseline"].splitlines(),
                                                  texts["patched"].splitlines(), n=0)
@@ -128,11 +129,12 @@ def test_every_shipped_version_applies_to_its_source_without_fuzz(manifest, lab_
     series = pipeline.series_of(cfg)
     base = pipeline.resolve_variants(cfg, pipeline.VariantRequest(("baseline",)), logs)[0]
     rels = ["fs/fuse/file.c", "include/uapi/linux/fuse.h"]
-    without = build.files_after([series.baseline], base.source.path, rels, tmp_path / "base",
-                                 strict=True)
+    without = build.files_after([series.baseline], base.source, rels, tmp_path / "base",
+                                 cache_root=cfg.cache_root, strict=True)
     for version in series.versions:
-        files = build.files_after([series.baseline, version.patch], base.source.path, rels,
-                                   tmp_path / version.name, strict=True)
+        files = build.files_after([series.baseline, version.patch], base.source, rels,
+                                   tmp_path / version.name, cache_root=cfg.cache_root,
+                                   strict=True)
         assert files["fs/fuse/file.c"] != without["fs/fuse/file.c"], version.name
     assert _pristine(base.source)
 
@@ -144,7 +146,7 @@ def builds_612(lab_cfg, logs, ui):
     return vs, {b.variant: b for b in pipeline.build_variants(cfg, vs, logs, ui)}
 
 
-def test_612_baseline_and_stock_build_and_the_mbox_is_recorded(builds_612, tmp_path):
+def test_612_baseline_and_stock_build_and_the_mbox_is_recorded(builds_612, lab_cfg, tmp_path):
     vs, builds = builds_612
     base, stock = builds["baseline"], builds["patched"]
     assert base.release.startswith("6.12.") and stock.release.startswith("6.12.")
@@ -163,8 +165,8 @@ def test_612_baseline_and_stock_build_and_the_mbox_is_recorded(builds_612, tmp_p
     assert stock.to_dict()["cover_letters"] == list(stock.cover_letters)
     # Baseline plus the stock mbox is Debian's 6.12 exactly.
     source = vs[1].source
-    stock_file = _patched_copy(source.path, vs[1].patches, tmp_path / "stock")
+    stock_file = _patched_copy(source, vs[1].patches, tmp_path / "stock", lab_cfg.cache_root)
     assert stock_file == (source.path / "fs/fuse/file.c").read_text()
-    base_file = _patched_copy(source.path, vs[0].patches, tmp_path / "base")
+    base_file = _patched_copy(source, vs[0].patches, tmp_path / "base", lab_cfg.cache_root)
     assert "inode_lock_shared" not in base_file
     assert _pristine(source)

@@ -4,8 +4,9 @@ on a kernel-shaped git repository with a base and a head commit.
 What GitHub would run: each `run:` step of the composite action in order,
 with bash -eo pipefail, its `env:` expressions resolved from the inputs, the
 action's path and the earlier steps' outputs, GITHUB_OUTPUT and
-GITHUB_STEP_SUMMARY as files. The `uses:` step (upload-artifact) is GitHub's
-own and is not run here. A head with the patch passes; a head that claims
+GITHUB_STEP_SUMMARY as files. The `uses:` steps (the caches, upload-artifact)
+are GitHub's own and are not run here; the cache key step is, and its folders
+must be where the lab built. A head with the patch passes; a head that claims
 the feature without the patch fails the job, and the summary names the
 failing case with its evidence.
 """
@@ -30,8 +31,29 @@ def _load_action() -> dict:
     return ruamel.YAML(typ="safe").load((ACTION / "action.yml").read_text())
 
 
-def run_action(workspace: Path, inputs: dict[str, str], tmp: Path) -> tuple[int, str]:
-    """The action's run: steps in order, as GitHub runs them; (last status, summary)."""
+def read_outputs(text: str) -> dict[str, str]:
+    """$GITHUB_OUTPUT's format: `name=value` lines and `name<<DELIM` blocks."""
+    out: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        if "<<" in line and "=" not in line.split("<<", 1)[0]:
+            name, delim = line.split("<<", 1)
+            block = []
+            for inner in lines:
+                if inner == delim:
+                    break
+                block.append(inner)
+            out[name] = "\n".join(block)
+        elif "=" in line:
+            name, value = line.split("=", 1)
+            out[name] = value
+    return out
+
+
+def run_action(workspace: Path, inputs: dict[str, str], tmp: Path
+               ) -> tuple[int, str, dict[str, dict[str, str]]]:
+    """The action's run: steps in order, as GitHub runs them; (last status,
+    summary, the steps' outputs by id)."""
     action = _load_action()
     given = {k: str(v.get("default", "")) for k, v in action["inputs"].items()}
     given.update(inputs)
@@ -66,11 +88,10 @@ def run_action(workspace: Path, inputs: dict[str, str], tmp: Path) -> tuple[int,
                               capture_output=True, timeout=2000)
         status = proc.returncode
         if "id" in step:
-            outputs[step["id"]] = dict(line.split("=", 1) for line in
-                                       out_file.read_text().splitlines() if "=" in line)
+            outputs[step["id"]] = read_outputs(out_file.read_text())
         if status != 0:
             break
-    return status, summary.read_text()
+    return status, summary.read_text(), outputs
 
 
 def test_a_head_with_the_patch_passes_and_one_without_fails_naming_the_case(
@@ -79,16 +100,31 @@ def test_a_head_with_the_patch_passes_and_one_without_fails_naming_the_case(
     common = {"base": str(kernel_repo["base"]), "expect": "parallel-direct-writes",
               "cases": "parallel-nonextending", "accel": "auto"}
     git(repo, "checkout", "-q", str(kernel_repo["good"]))
-    status, summary = run_action(repo, {**common, "results": str(tmp_path / "good")},
-                                 tmp_path)
+    status, summary, outputs = run_action(repo, {**common, "results": str(tmp_path / "good")},
+                                          tmp_path)
     assert status == 0, summary
+    # The cache key names the pair, its folders are the ones the lab built in.
+    good = outputs["key"]
+    assert good["key"].startswith(good["restore-prefix"])
+    assert good["restore-prefix"].startswith(good["restore-any"])
+    assert good["restore-any"].startswith("kernel-lab-tree-")
+    assert good["input-base"] == str(kernel_repo["base"])
+    assert good["input-head"] == str(kernel_repo["good"])
+    folders = [Path(f) for f in good["folders"].splitlines()]
+    assert [f.parent.name for f in folders] == ["src", "build"]
+    assert all(f.is_dir() and any(f.iterdir()) for f in folders), folders
+    assert all(Path(f).is_dir() for f in good["image-folders"].splitlines())
     assert summary.startswith("## kernel-lab A/B: passed (exit 0)")
     assert "#### patched: claims held" in summary and "Claims: parallel-direct-writes" in summary
     git(repo, "checkout", "-q", str(kernel_repo["bad"]))
     (tmp_path / "bad").mkdir()
-    status, summary = run_action(repo, {**common, "results": str(tmp_path / "bad")},
-                                 tmp_path / "bad")
+    status, summary, outputs = run_action(repo, {**common, "results": str(tmp_path / "bad")},
+                                          tmp_path / "bad")
     assert status == 1, summary
+    # Another head on the same base: its own key, the base's fall-back shared.
+    bad = outputs["key"]
+    assert bad["key"] != good["key"] and bad["restore-prefix"] == good["restore-prefix"]
+    assert bad["folders"] == good["folders"]
     assert summary.startswith("## kernel-lab A/B: a check failed (exit 1)")
     assert "#### FAIL parallel-nonextending on patched" in summary
     assert "observed: 1 of 8 WRITEs in flight" in summary

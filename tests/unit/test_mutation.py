@@ -203,7 +203,7 @@ def test_targets_apply_the_patches_through_the_builds_path(tmp_path, monkeypatch
         return result
 
     monkeypatch.setattr(build, "apply_patches", spy)
-    (target,) = job.targets(v, [own], tmp_path / "mutate-apply.log")
+    (target,) = job.targets(v, [own], tmp_path / "cache", tmp_path / "mutate-apply.log")
     # the baseline alone, then every patch; the mbox's one mail needed fuzz 1
     assert calls == [(["baseline.patch"], {"strict": False}, [0]),
                      (["baseline.patch", "own.mbox"], {"strict": False}, [0, 1])]
@@ -215,7 +215,7 @@ def test_targets_apply_the_patches_through_the_builds_path(tmp_path, monkeypatch
 def test_targets_refuse_fuzz_when_the_variant_is_strict(tmp_path):
     v, own, _ = _toy_variant(tmp_path, strict=True)
     with pytest.raises(PatchError, match="would apply with fuzz"):
-        job.targets(v, [own], tmp_path / "mutate-apply.log")
+        job.targets(v, [own], tmp_path / "cache", tmp_path / "mutate-apply.log")
 
 
 def test_diff_paths_name_what_a_scratch_tree_needs():
