@@ -318,44 +318,111 @@ def case_rwf_append(ctx: CaseContext) -> Observation:
     return _append_case(ctx, stale=False, rwf=True)
 
 
+# --- the caller's own flags on writes that must be exclusive ----------------------------
+
+# Per call (pwritev2's RWF_DSYNC) and per open (O_DSYNC, O_DIRECT): what the
+# caller asks of a write's durability or caching is no input of the lock
+# choice. A kernel that reads one of them where it decides (`&& !(ki_flags &
+# IOCB_DSYNC)` beside a condition) lets such writes run at once where the
+# condition says they may not.
+_CALLER_FLAGS: tuple[tuple[str, dict[str, bool]], ...] = (
+    ("RWF_DSYNC", {"rwf_dsync": True}),
+    ("O_DSYNC", {"odsync": True}),
+    ("O_DIRECT", {"direct": True}),
+)
+# Appends whose position lies inside the file, so only the append flag makes
+# them exclusive: O_APPEND with a sync or direct open, RWF_APPEND with RWF_DSYNC.
+_APPEND_FLAGS: tuple[tuple[str, dict[str, bool]], ...] = (
+    ("O_APPEND|O_DSYNC", {"stale": True, "odsync": True}),
+    ("O_APPEND|O_DIRECT", {"stale": True, "direct": True}),
+    ("RWF_APPEND|RWF_DSYNC", {"rwf_append": True, "rwf_dsync": True}),
+)
+
+
+def case_caller_flags(ctx: CaseContext) -> Observation:
+    """Writes that must take the exclusive lock, carrying the caller's sync and
+    direct flags: non-extending writers on a server without the flag, and
+    appenders whose position lies inside the file. One in flight every time."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    off = ServerOptions(delay_write_us=HOLD_US, parallel_direct_writes=False)
+    with ctx.mount(off) as m:
+        for i, (label, flags) in enumerate(_CALLER_FLAGS):
+            result = _pwrite(ctx, f"{m.path}/k{i}", writers=WRITERS, block=BLOCK, base=0,
+                             presize=WRITERS * BLOCK, **flags)
+            ok, why = _writers_ok(result, BLOCK)
+            if not ok:
+                problems.append(f"flag off, {label}: {why}")
+    for i, (label, _flags) in enumerate(_CALLER_FLAGS):
+        seen[f"flag off, {label}"] = m.file_stats(f"k{i}").max_inflight
+    with ctx.mount(ServerOptions(delay_write_us=20_000)) as m:
+        for i, (label, flags) in enumerate(_APPEND_FLAGS):
+            result = records.parse_append(probe(
+                ctx.guest, "append", file=f"{m.path}/a{i}", writers=4, records=8, record=512,
+                presize=16 * BLOCK, timeout=300, **flags))
+            if not result.ok:
+                problems.append(f"{label}: {result.records_found}/{result.records_expected} "
+                                f"records, {result.duplicates} duplicated, {result.missing} "
+                                f"missing, {result.torn} torn, size {result.final_size}/"
+                                f"{result.expected_size}")
+    for i, (label, _flags) in enumerate(_APPEND_FLAGS):
+        seen[label] = m.file_stats(f"a{i}").max_inflight
+    problems += [f"{label}: {n} in flight" for label, n in seen.items() if n != 1]
+    observed = "; ".join(problems) or (f"{len(seen)} rounds, 1 in flight in each, "
+                                       "appends exact")
+    return Observation(not problems, "1 in flight in every round, appends exact", observed,
+                       {"max_inflight": seen})
+
+
 # --- the re-check after a racing truncate -------------------------------------------
 
 
 def case_truncate_race(ctx: CaseContext) -> Observation:
     """Writers decide their lock while a delayed SETATTR holds the inode lock
     and i_size is still large; once the truncate lands their writes extend
-    the file and must not run alongside each other.
+    the file and must not run alongside each other. Three rounds: plain fds,
+    O_DIRECT fds, RWF_DSYNC writes (the caller's flags are no input of the
+    re-check under the shared lock).
 
     The case checks its own preconditions: the truncate succeeded, the writers
     were released (and entered the kernel) before it finished, and their writes
     extended the file after it. Otherwise it proves nothing: inconclusive,
     which is never a pass."""
     options = ServerOptions(delay_write_us=200_000, delay_setattr_us=1_500_000)
+    rounds: tuple[tuple[str, str, dict[str, bool]], ...] = (
+        ("plain fds", "t", {}), ("O_DIRECT fds", "t-direct", {"direct": True}),
+        ("RWF_DSYNC writes", "t-dsync", {"rwf_dsync": True}))
+    races = {}
     with ctx.mount(options) as m:
-        race = records.parse_truncate_race(probe(
-            ctx.guest, "truncate-race", file=f"{m.path}/t", writers=WRITERS, block=BLOCK,
-            presize=WRITERS * BLOCK, truncate_to=0, writer_delay_ms=400, timeout=300))
-    stats = m.file_stats("t")
-    result = race.probe
-    ok, why = _writers_ok(result, BLOCK)
-    unmet = []
-    if race.truncate_ret != 0:
-        unmet.append("the truncate failed")
-    if race.writers_released_ms >= race.truncate_end_ms or any(
-            w.start_ms >= race.truncate_end_ms for w in result.writers):
-        unmet.append("writers entered after the truncate finished")
-    # Which writes extend depends on the order they land in; at least one
-    # must (the truncate came first) and together they restore the size.
-    if result.final_size != WRITERS * BLOCK or stats.extending_writes < 1:
-        unmet.append(f"the writes did not extend the file after the truncate "
-                     f"({stats.extending_writes} extending, size {result.final_size})")
-    passed = ok and not unmet and stats.max_extending_overlap == 0
-    observed = (f"{stats.max_extending_overlap} extending WRITEs overlapped others after the "
-                f"truncate; {stats.max_inflight} in flight at most; size {result.final_size}"
-                + (f"; {why}" if why else "")
-                + (f"; INCONCLUSIVE: {', '.join(unmet)}" if unmet else ""))
-    return Observation(passed, "0 overlapping extending WRITEs (preconditions met)", observed,
-                       {"server": _record(stats), "probe": _record(race)})
+        for label, name, flags in rounds:
+            races[label] = records.parse_truncate_race(probe(
+                ctx.guest, "truncate-race", file=f"{m.path}/{name}", writers=WRITERS,
+                block=BLOCK, presize=WRITERS * BLOCK, truncate_to=0, writer_delay_ms=400,
+                timeout=300, **flags))
+    parts, details, passed = [], {}, True
+    for label, name, _flags in rounds:
+        race, stats = races[label], m.file_stats(name)
+        result = race.probe
+        ok, why = _writers_ok(result, BLOCK)
+        unmet = []
+        if race.truncate_ret != 0:
+            unmet.append("the truncate failed")
+        if race.writers_released_ms >= race.truncate_end_ms or any(
+                w.start_ms >= race.truncate_end_ms for w in result.writers):
+            unmet.append("writers entered after the truncate finished")
+        # Which writes extend depends on the order they land in; at least one
+        # must (the truncate came first) and together they restore the size.
+        if result.final_size != WRITERS * BLOCK or stats.extending_writes < 1:
+            unmet.append(f"the writes did not extend the file after the truncate "
+                         f"({stats.extending_writes} extending, size {result.final_size})")
+        passed = passed and ok and not unmet and stats.max_extending_overlap == 0
+        parts.append(f"{label}: {stats.max_extending_overlap} extending WRITEs overlapped "
+                     f"others after the truncate; {stats.max_inflight} in flight at most; "
+                     f"size {result.final_size}" + (f"; {why}" if why else "")
+                     + (f"; INCONCLUSIVE: {', '.join(unmet)}" if unmet else ""))
+        details[label] = {"server": _record(stats), "probe": _record(race)}
+    return Observation(passed, "0 overlapping extending WRITEs in every round (preconditions "
+                       "met)", "; ".join(parts), details)
 
 
 # --- data and attributes --------------------------------------------------------------
@@ -538,29 +605,46 @@ def _server_errors(ctx: CaseContext, *, inside: bool, direct: bool = False,
                        {"server": _record(stats), "probe": _record(result)})
 
 
-def _failed_extending_write(ctx: CaseContext, *, direct: bool = False, aio: bool = False
-                            ) -> tuple[list[str], dict[str, Any]]:
+def _failed_extending_write(ctx: CaseContext, *, direct: bool = False, aio: bool = False,
+                            label: str = "", **flags: bool) -> tuple[list[str], dict[str, Any]]:
     """One writer extends the file block after block until the server fails
     its third WRITE, so the failed write surely extended the file: the path
-    the kernel chose for it (sync or async) shows in a SETATTR after it."""
+    the kernel chose for it shows in a SETATTR after it. Only an asynchronous
+    kiocb with IOCB_DIRECT takes the async path (fuse_direct_IO), whose
+    clean-up truncates the file back (one SETATTR); every other write takes
+    the sync path, which leaves the file alone. `flags` are the caller's own
+    (rwf_append, rwf_dsync, odsync): none of them may change the path."""
     options = ServerOptions(fail_write_every=3, fail_write_errno="ENOSPC")
     with ctx.mount(options) as m:
         loop = records.parse_probe(
             probe(ctx.guest, "write-until-error", file=f"{m.path}/x", writers=1, block=BLOCK,
-                  count=6, direct=direct, aio=aio), "labprobe write-until-error")
+                  count=6, direct=direct, aio=aio, **flags), "labprobe write-until-error")
     stats = m.file_stats("x")
+    want_setattrs = 1 if aio and direct else 0
     problems = []
     (w,) = loop.writers
+    where = f"{label}: " if label else ""
     if (w.writes_ok, w.errno_name) != (2, "ENOSPC"):
-        problems.append(f"the extending writer wrote {w.writes_ok} blocks, then "
+        problems.append(f"{where}the extending writer wrote {w.writes_ok} blocks, then "
                         f"{w.errno_name or 'no error'} (want 2, then ENOSPC)")
     if loop.final_size != 2 * BLOCK:
-        problems.append(f"size {loop.final_size} after the failed extending write "
+        problems.append(f"{where}size {loop.final_size} after the failed extending write "
                         f"(want {2 * BLOCK})")
-    if stats.setattrs:
-        problems.append(f"{stats.setattrs} SETATTR after the failed extending write "
-                        "(the async path's truncate; want none)")
+    if stats.setattrs != want_setattrs:
+        problems.append(f"{where}{stats.setattrs} SETATTR after the failed extending write "
+                        f"(want {want_setattrs}: "
+                        f"{'the async path truncates' if want_setattrs else 'the sync path'})")
     return problems, {"server": _record(stats), "probe": _record(loop)}
+
+
+# AIO on O_DIRECT fds: the async path, asked for with the caller's own flags,
+# per call and per open; none of them is an input of the path's choice.
+_ASYNC_PATH_FLAGS: tuple[tuple[str, dict[str, bool]], ...] = (
+    ("AIO on an O_DIRECT fd", {}),
+    ("AIO on an O_DIRECT fd, RWF_APPEND", {"rwf_append": True}),
+    ("AIO on an O_DIRECT fd, RWF_DSYNC", {"rwf_dsync": True}),
+    ("AIO on an O_DIRECT|O_DSYNC fd", {"odsync": True}),
+)
 
 
 def _with_extending_failure(ctx: CaseContext, first: Observation, *, direct: bool = False,
@@ -590,8 +674,21 @@ def case_odirect_server_errors(ctx: CaseContext) -> Observation:
 def case_aio_server_errors(ctx: CaseContext) -> Observation:
     """Extending writes submitted with native AIO on plain fds, failed by the
     server: the kiocb is asynchronous without IOCB_DIRECT, which must still
-    take the synchronous path (the async one truncates after a failure)."""
-    return _with_extending_failure(ctx, _server_errors(ctx, inside=False, aio=True), aio=True)
+    take the synchronous path (the async one truncates after a failure). Then
+    AIO on O_DIRECT fds, with and without the caller's append and sync flags:
+    the async path, whose truncate after the failure the server sees."""
+    first = _with_extending_failure(ctx, _server_errors(ctx, inside=False, aio=True), aio=True)
+    problems: list[str] = []
+    details: dict[str, Any] = {}
+    for label, flags in _ASYNC_PATH_FLAGS:
+        found, details[label] = _failed_extending_write(ctx, direct=True, aio=True,
+                                                        label=label, **flags)
+        problems += found
+    return Observation(first.passed and not problems,
+                       first.expected + "; on O_DIRECT fds the async path's truncate, "
+                       "whatever the caller's flags",
+                       first.observed + "".join(f"; {p}" for p in problems),
+                       {**first.details, "async path": details})
 
 
 def case_lock_pairing(ctx: CaseContext) -> Observation:
@@ -745,6 +842,8 @@ CASES: tuple[Case, ...] = (
          case_rwf_append),
     Case(29, "dsync", "non-extending writers asking for data sync per call and per open",
          case_dsync),
+    Case(30, "caller-flags", "sync and direct flags on writes that must be exclusive",
+         case_caller_flags),
 )
 
 

@@ -14,7 +14,8 @@ INPUTS = {
     "extending": "where a write ends: beyond EOF (i_size)",
     "eof-exact": "where a write ends: exactly at EOF",
     "append": "O_APPEND on the fd (IOCB_APPEND)",
-    "truncate-race": "the re-check of i_size after the shared lock is taken",
+    "truncate-race": "the re-check of i_size after the shared lock is taken (plain fds, "
+                     "O_DIRECT, RWF_DSYNC)",
     "integrity": "the data path under parallel writes: offsets and bytes",
     "short-write": "a short count from the server, exclusive path",
     "server-errors": "error replies from the server, exclusive path",
@@ -33,11 +34,16 @@ INPUTS = {
     "cached-open": "6.9+ I/O modes: a caching open makes direct writes exclusive",
     "odirect-server-errors": "error replies on extending O_DIRECT writes",
     "fsx": "all of the above at random, against a model",
-    "aio-server-errors": "error replies on extending AIO writes to plain fds",
+    "aio-server-errors": "error replies on extending AIO writes: plain fds (the sync path), "
+                         "O_DIRECT fds with the caller's append and sync flags (the async "
+                         "path's truncate)",
     "mmap": "shared and private mappings during parallel direct writes",
     "unaligned": "sizes that are not multiples of a block or a page",
     "rwf-append": "appending asked per call (RWF_APPEND)",
     "dsync": "data sync asked per call (RWF_DSYNC) and per open (O_DSYNC)",
+    "caller-flags": "the caller's sync and direct flags (RWF_DSYNC, O_DSYNC, O_DIRECT) on "
+                    "writes that must be exclusive: the server's flag off, appends inside "
+                    "the file",
 }
 SERIES = ("fuse-parallel-dio", "fuse-parallel-dio-6.12")
 

@@ -53,14 +53,18 @@
 #define USAGE \
 "usage: labprobe pwrite --file=F --writers=N --block=B [--base=OFF] [--stride=S]\n" \
 "                       [--presize=BYTES] [--direct] [--verify] [--rlimit-fsize=BYTES]\n" \
-"                       [--aio] [--mmap]\n" \
+"                       [--aio] [--mmap] [--segments=K] [--gate=PATH --gate-after=K]\n" \
+"                       [--rwf-dsync] [--odsync]\n" \
 "       labprobe append --file=F --writers=N --records=M --record=B [--direct]\n" \
-"                       [--presize=BYTES] [--stale]\n" \
+"                       [--presize=BYTES] [--stale] [--rwf-append] [--rwf-dsync]\n" \
+"                       [--odsync]\n" \
 "       labprobe truncate-race --file=F --writers=N --block=B --presize=BYTES\n" \
 "                       --truncate-to=T --writer-delay-ms=D [--direct] [--verify]\n" \
+"                       [--rwf-dsync] [--odsync]\n" \
 "       labprobe mixed --file=F --size=BYTES --block=B\n" \
 "       labprobe write-until-error --file=F --writers=N --block=B --count=C\n" \
 "                       [--base=OFF] [--presize=BYTES] [--direct] [--aio]\n" \
+"                       [--rwf-append] [--rwf-dsync] [--odsync]\n" \
 "numbers: decimal or 0x hex, optional k/m/g (x1024) suffix\n"
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
@@ -410,9 +414,11 @@ static void fill(struct worker *w, uint64_t k)
  */
 static ssize_t aio_pwrite(aio_context_t ctx, int fd, const void *buf, size_t len, off_t off)
 {
+	/* --rwf-append / --rwf-dsync reach the kiocb as they do from pwritev2. */
+	int rwf = (has(OF_RWFAPPEND) ? RWF_APPEND : 0) | (has(OF_RWFDSYNC) ? RWF_DSYNC : 0);
 	struct iocb cb = { .aio_fildes = (uint32_t)fd, .aio_lio_opcode = IOCB_CMD_PWRITE,
 			   .aio_buf = (uint64_t)(uintptr_t)buf, .aio_nbytes = len,
-			   .aio_offset = off };
+			   .aio_offset = off, .aio_rw_flags = rwf };
 	struct iocb *cbs[1] = { &cb };
 	struct io_event ev;
 	if (syscall(SYS_io_submit, ctx, 1L, cbs) != 1)
@@ -1059,13 +1065,13 @@ static const struct {
 	  B(BASE) | B(STRIDE) | B(DIRECT) | B(PRESIZE) | B(VERIFY) | B(RLIMIT) | B(AIO) |
 	  B(MMAP) | B(SEGMENTS) | B(GATE) | B(GATEAFTER) | B(RWFDSYNC) | B(ODSYNC) },
 	{ "append", cmd_append, B(FILE) | B(WRITERS) | B(RECORDS) | B(RECORD),
-	  B(DIRECT) | B(PRESIZE) | B(STALE) | B(RWFAPPEND) },
+	  B(DIRECT) | B(PRESIZE) | B(STALE) | B(RWFAPPEND) | B(RWFDSYNC) | B(ODSYNC) },
 	{ "truncate-race", cmd_truncate_race,
 	  B(FILE) | B(WRITERS) | B(BLOCK) | B(PRESIZE) | B(TRUNCTO) | B(DELAY),
-	  B(DIRECT) | B(VERIFY) },
+	  B(DIRECT) | B(VERIFY) | B(RWFDSYNC) | B(ODSYNC) },
 	{ "mixed", cmd_mixed, B(FILE) | B(SIZE) | B(BLOCK), 0 },
 	{ "write-until-error", cmd_until_error, B(FILE) | B(WRITERS) | B(BLOCK) | B(COUNT),
-	  B(DIRECT) | B(PRESIZE) | B(BASE) | B(AIO) },
+	  B(DIRECT) | B(PRESIZE) | B(BASE) | B(AIO) | B(RWFAPPEND) | B(RWFDSYNC) | B(ODSYNC) },
 };
 
 int main(int argc, char **argv)
