@@ -330,7 +330,9 @@ def cmd_mutate(args: argparse.Namespace, ui: Ui) -> int:
     report = mutate_job.run(cfg, req, out, ui)
     print((out / "mutate.md").read_text())
     ui.note(f"kill matrix: {out / 'mutate.md'}, {out / 'mutate.json'}, {out / 'junit.xml'}")
-    return 1 if any(o.status == "survived" for o in report.outcomes) else 0
+    if any(o.status == mutate_job.Status.LAB_ERROR for o in report.outcomes):
+        return 3  # some mutants have no verdict: the lab broke on them (the matrix says which)
+    return 1 if any(o.status == mutate_job.Status.SURVIVED for o in report.outcomes) else 0
 
 
 def cmd_fsx(args: argparse.Namespace, ui: Ui) -> int:

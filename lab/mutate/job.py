@@ -30,7 +30,7 @@ from typing import Any
 
 from lab import pipeline
 from lab.config import LabConfig
-from lab.errors import BootError, BuildError, ConfigError, KernelFailure
+from lab.errors import BootError, BuildError, ConfigError, KernelFailure, LabError
 from lab.host import cache
 from lab.kernel import build, patching
 from lab.kernel.build import Variant
@@ -54,6 +54,9 @@ class Status(StrEnum):
     BUILD_FAILED = "build-failed"
     TIMED_OUT = "timed-out"
     EQUIVALENT = "equivalent"
+    # The lab or the host broke while testing it: no verdict, not in the
+    # score, and the run goes on (`lab mutate` exits 3 at the end).
+    LAB_ERROR = "lab-error"
 
 
 COUNTED = (Status.KILLED, Status.TIMED_OUT, Status.SURVIVED)
@@ -290,6 +293,10 @@ def _one(cfg: LabConfig, v: Variant, target: Target, mutant: Mutant, img, accel,
     except BootError as exc:
         return dataclasses.replace(base, status=Status.TIMED_OUT, detail=str(exc)[:600],
                                    build_s=build_s, test_s=time.monotonic() - start)
+    except LabError as exc:
+        ui.note(f"    the lab broke while testing {mutant.key}: {exc}")
+        return dataclasses.replace(base, status=Status.LAB_ERROR, detail=str(exc)[:600],
+                                   build_s=build_s, test_s=time.monotonic() - start)
     return dataclasses.replace(base, build_s=build_s, test_s=time.monotonic() - start)
 
 
@@ -303,7 +310,7 @@ def write(report: MutationReport, out: Path) -> None:
 
 
 _MATRIX_COLUMNS = (Status.KILLED, Status.TIMED_OUT, Status.SURVIVED, Status.BUILD_FAILED,
-                   Status.EQUIVALENT)
+                   Status.EQUIVALENT, Status.LAB_ERROR)
 
 
 def blocks(report: MutationReport) -> list[Block]:
@@ -325,7 +332,8 @@ def blocks(report: MutationReport) -> list[Block]:
         Block("Mutants", tables=(matrix,))]
     out += [Block(f"{o.status}: `{o.key}` {o.summary}",
                   paragraphs=(o.detail,) if o.detail else (), pre=(o.diff.rstrip(),))
-            for o in report.outcomes if o.status in (Status.SURVIVED, Status.EQUIVALENT)]
+            for o in report.outcomes
+            if o.status in (Status.SURVIVED, Status.EQUIVALENT, Status.LAB_ERROR)]
     return out
 
 
@@ -338,11 +346,12 @@ def junit(report: MutationReport) -> str:
     equivalent is skipped (lab/report/junit.py cleans every text)."""
     cases = []
     for o in report.outcomes:
-        failed = o.status == Status.SURVIVED
+        failed = o.status in (Status.SURVIVED, Status.LAB_ERROR)
         skipped = o.status in (Status.BUILD_FAILED, Status.EQUIVALENT)
         cases.append(junit_xml.Case(
             f"mutate.{o.operator}", f"{o.key} {o.summary}", o.build_s + o.test_s,
-            failure="survived: no case failed" if failed else None,
+            failure=("survived: no case failed" if o.status == Status.SURVIVED
+                     else f"the lab broke: {o.detail[:200]}") if failed else None,
             failure_text=o.diff if failed else "",
             skipped=f"{o.status}: {o.detail[:200]}" if skipped else None))
     name = f"lab mutate {report.variant}"

@@ -215,7 +215,10 @@ class Guest:
         result = CommandResult(line, res.exited, res.stdout, res.stderr,
                                time.monotonic() - start)
         self._log(result.stdout + result.stderr + f"[exit {result.exit_status}]\n")
-        if result.exit_status == 137 and result.duration_s >= limit:
+        # At the limit the guest's `timeout -s KILL` signals its whole process
+        # group, itself included: SSH then brings no exit status back (-1),
+        # where a shell in between would have said 137.
+        if result.exit_status in (137, -1) and result.duration_s >= limit:
             if capped:
                 raise self._hang(f"`{line}` made no progress within the case's "
                                  f"{self._budget_s:.0f}s budget")

@@ -277,3 +277,15 @@ def test_a_control_character_in_a_mutants_evidence_does_not_reach_the_junit_xml(
     assert "-\tif (a < b)\ufffd\n" in failure.text
     (skipped,) = cases["aaaa00000004"].result
     assert isinstance(skipped, Skipped) and skipped.message == "build-failed: error: \ufffd bad"
+
+
+def test_a_mutant_the_lab_broke_on_has_no_verdict_and_fails_the_junit():
+    broke = job.Outcome("aaaa00000009", "cond-drop", "f", 3, "x", job.Status.LAB_ERROR,
+                        detail="labprobe pwrite failed (exit 2)")
+    killed = job.Outcome("aaaa0000000a", "cond-drop", "f", 4, "y", job.Status.KILLED,
+                         killed_by="extending")
+    report = job.MutationReport("patched", ("fs/fuse/file.c:f",), 2, (broke, killed))
+    assert report.score == 1.0  # counted: the killed one only
+    text = job.junit(report)
+    assert 'message="the lab broke: labprobe pwrite failed (exit 2)"' in text
+    assert "## lab-error: `aaaa00000009`" in job.markdown(report)
