@@ -110,24 +110,31 @@ def _head_id(tree: Path, head: str | None) -> str:
     if head:
         return gittree.rev_commit(tree, head, what="--head", error=ConfigError)
     commit = gittree.rev_commit(tree, "HEAD", what="--kernel-tree HEAD", error=ConfigError)
-    # Not the ./results the lab writes when run from inside the tree.
-    status = gittree.query(tree, "status", "--porcelain", "--untracked-files=all", "--", ".",
-                           f":(exclude){sources.RESULTS_DIR}/").stdout
-    if not status.strip():
+    # Not the ./results the lab writes when run from inside the tree; -z: a
+    # path with spaces or quotes comes as it is.
+    status = gittree.query(tree, "status", "--porcelain", "-z", "--untracked-files=all", "--",
+                           ".", f":(exclude){sources.RESULTS_DIR}/").stdout
+    if not status.strip("\0"):
         return commit
     diff = gittree.query(tree, "diff", "--binary", "HEAD").stdout
-    untracked = [tree / line[3:] for line in status.splitlines() if line.startswith("?? ")]
-    return f"{commit[:16]}+{cache.digest([diff, _files_digest(untracked)])[:12]}"
+    untracked = sorted(entry[3:] for entry in status.split("\0") if entry.startswith("?? "))
+    parts = [diff, *(b"%s\0%s" % (rel.encode(), (tree / rel).read_bytes())
+                     for rel in untracked if (tree / rel).is_file())]
+    return f"{commit[:16]}+{cache.digest(parts)[:12]}"
 
 
 def tree_cache_key(cfg: LabConfig, tree: Path, base: str | None, head: str | None,
                    kconfig: str | Path, fragments: tuple[Path, ...] = (),
-                   debug: bool = False) -> CacheKey:
+                   debug: bool = False, patches: tuple[Path, ...] = ()) -> CacheKey:
     """The cache key of an A/B of `tree` (`lab test --kernel-tree TREE --base
     BASE [--head HEAD]`): exact for the pair, with two fall-backs for
     actions/cache's restore-keys: the same base (its kernel is cached: only the
     head builds, incrementally) and the same settings (build folders of an
-    older pair: both sides incremental). The image has a key of its own."""
+    older pair: both sides incremental). The image has a key of its own.
+
+    Not in it: the config fragments the tree's own tests add (--kselftest,
+    --kunit), which `lab build` does not take; a changed choice of them within
+    one pair is an exact hit whose kernels then build again, unsaved."""
     tree = tree.expanduser().resolve()
     if not gittree.is_repo(tree):
         raise ConfigError(f"--kernel-tree {tree}: not a git repository (no .git folder)")
@@ -143,6 +150,8 @@ def tree_cache_key(cfg: LabConfig, tree: Path, base: str | None, head: str | Non
         "base-config": config,
         "config-fragments": _files_digest(own),
     }
+    if patches:
+        settings["user-patches"] = _files_digest(list(patches))
     sides = {"base": base_commit, "head": _head_id(tree, head)}
     image_inputs = {"image-recipe": image.recipe_key(cfg.image_recipe)[:16],
                     "guest-programs": _files_digest([GUEST_SRC])}
@@ -165,4 +174,4 @@ def for_request(cfg: LabConfig, req: VariantRequest) -> CacheKey:
         return cache_key(cfg, req.patches, req.debug)
     return tree_cache_key(cfg, req.kernel_tree, req.base, req.head,
                           variants.base_config(req.kconfig),
-                          variants.extra_fragments(req.fragments), req.debug)
+                          variants.extra_fragments(req.fragments), req.debug, req.patches)

@@ -2,11 +2,14 @@
 
 For the C functions a variant's own patches change (the series' baseline
 patch is not the variant's change), every mutant from lab/mutate/mutants.py is
-built incrementally in one build folder, booted, and run against the suite
-in order; the first failed case kills it. The kill matrix (mutant, operator,
-diff, killed-by case / survived / build-failed / timed-out / equivalent) is
-written after every mutant as JSON, Markdown and JUnit, with the score:
-killed / (mutants that built, less those shown equivalent).
+built incrementally in one build folder, booted, and run against the suite as
+`lab test` runs it (independent cases together, the rest and any that failed
+together one by one); a failed case, or a kernel failure while cases ran
+together, kills it. The kill matrix (mutant, operator, diff, killed-by case /
+survived / build-failed / timed-out / equivalent / lab-error) is written
+after every mutant as JSON, Markdown and JUnit, with the score: killed /
+(mutants that built and were judged, less those shown equivalent); a mutant
+the lab broke on has no verdict and no place in the score.
 
 Equivalent mutants (no observable behaviour can tell them from the
 original) are declared by a person, with the reason, in the series folder's

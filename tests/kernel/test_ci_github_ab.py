@@ -113,7 +113,8 @@ def test_a_head_with_the_patch_passes_and_one_without_fails_naming_the_case(
     folders = [Path(f) for f in good["folders"].splitlines()]
     assert [f.parent.name for f in folders] == ["src", "build"]
     assert all(f.is_dir() and any(f.iterdir()) for f in folders), folders
-    assert all(Path(f).is_dir() for f in good["image-folders"].splitlines())
+    images = [Path(f) for f in good["image-folders"].splitlines()]
+    assert [f.name for f in images] == ["images", "guest-bin"] and all(f.is_dir() for f in images)
     assert summary.startswith("## kernel-lab A/B: passed (exit 0)")
     assert "#### patched: claims held" in summary and "Claims: parallel-direct-writes" in summary
     git(repo, "checkout", "-q", str(kernel_repo["bad"]))

@@ -460,11 +460,14 @@ static void *writer_thread(void *arg)
 		 * same, but the position it sees before taking the inode lock lies
 		 * inside the file, so only the O_APPEND flag can make it exclusive. */
 		off_t at = (off_t)(w->off + k * w->len);
+		/* Appends with per-call flags go through pwritev2: at 0 when the
+		 * position must look inside the file, else at the fd's position (-1). */
+		off_t apos = has(OF_STALE) || has(OF_RWFAPPEND) ? 0 : -1;
 		w->ret = wmode != M_APPEND ? (has(OF_AIO) ?
 					      aio_pwrite(w->aio, w->fd, w->buf, w->len, at) :
 					      shaped_pwrite(w, at)) :
+			 has(OF_RWFAPPEND) || has(OF_RWFDSYNC) ? shaped_pwrite(w, apos) :
 			 has(OF_STALE) ? pwrite(w->fd, w->buf, w->len, 0) :
-			 has(OF_RWFAPPEND) ? shaped_pwrite(w, 0) :
 			 write(w->fd, w->buf, w->len);
 		if (w->ret != (ssize_t)w->len) {
 			w->err = w->ret < 0 ? errno : 0;
