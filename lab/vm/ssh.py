@@ -124,7 +124,22 @@ class Guest:
         console mark: for a case that runs beside others (lab.suite.together).
         The caller closes it."""
         other = Guest(self.machine, self.image, command_log=self.command_log, tag=tag)
-        other.connect(30 * self.machine.scale)
+        deadline_s = 30 * self.machine.scale
+        try:
+            other.connect(deadline_s)
+        except GuestError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, paramiko.BadHostKeyException) or not isinstance(
+                    cause, (OSError, EOFError, paramiko.SSHException)):
+                raise
+            # The guest served SSH until now and its QEMU is alive: a kernel
+            # that stops accepting connections has stopped scheduling sshd.
+            reports = console.find_trouble(self.machine.console_text()[self._console_mark:])
+            raise KernelHang(f"{self.machine.spec.name}: the guest stopped accepting SSH "
+                             f"connections (none within {deadline_s:.0f}s)",
+                             excerpt="\n".join(r.excerpt for r in reports)
+                             or self.machine.console_text()[-3000:],
+                             log_path=self.machine.console_log) from exc
         return other
 
     def reconnect(self, deadline_s: float) -> None:
