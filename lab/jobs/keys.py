@@ -80,21 +80,28 @@ def _files_digest(paths: list[Path]) -> str:
     return cache.digest([b"%s\0%s" % (p.name.encode(), p.read_bytes()) for p in files])[:16]
 
 
+def _lab_fragments(cfg: LabConfig, debug: bool) -> list[Path]:
+    return list(cfg.fragments) + ([cfg.debug_fragment] if debug else [])
+
+
+def _image_inputs(cfg: LabConfig) -> dict[str, str]:
+    return {"image-recipe": image.recipe_key(cfg.image_recipe)[:16],
+            "guest-programs": _files_digest([GUEST_SRC])}
+
+
 def cache_key(cfg: LabConfig, patches: tuple[Path, ...] = (), debug: bool = False) -> CacheKey:
     """The cache key for the variants of `cfg`'s series (plus `patches`)."""
     for p in patches:
         if not p.is_file():
             raise ConfigError(f"--patch {p}: no such file")
-    fragments = list(cfg.fragments) + ([cfg.debug_fragment] if debug else [])
     source = source_id(cfg)
     inputs = {
         "kernel-source": source,
         "compiler": build.compiler_version(),
         "build-recipe": build.RECIPE_VERSION,
         "series": _files_digest([cfg.series]),
-        "config-fragments": _files_digest(fragments),
-        "image-recipe": image.recipe_key(cfg.image_recipe)[:16],
-        "guest-programs": _files_digest([GUEST_SRC]),
+        "config-fragments": _files_digest(_lab_fragments(cfg, debug)),
+        **_image_inputs(cfg),
     }
     if patches:
         inputs["user-patches"] = _files_digest(list(patches))
@@ -141,7 +148,7 @@ def tree_cache_key(cfg: LabConfig, tree: Path, base: str | None, head: str | Non
     # No --base: the tree alone (variant `tree`), keyed like a base-less pair.
     base_commit = (gittree.rev_commit(tree, base, what="--base", error=ConfigError) if base
                    else "none")
-    own = list(cfg.fragments) + ([cfg.debug_fragment] if debug else []) + list(fragments)
+    own = _lab_fragments(cfg, debug) + list(fragments)
     config = (f"file-{cache.file_sha256(kconfig)[:16]}" if isinstance(kconfig, Path)
               else kconfig)
     settings = {
@@ -153,8 +160,7 @@ def tree_cache_key(cfg: LabConfig, tree: Path, base: str | None, head: str | Non
     if patches:
         settings["user-patches"] = _files_digest(list(patches))
     sides = {"base": base_commit, "head": _head_id(tree, head)}
-    image_inputs = {"image-recipe": image.recipe_key(cfg.image_recipe)[:16],
-                    "guest-programs": _files_digest([GUEST_SRC])}
+    image_inputs = _image_inputs(cfg)
     prefix = f"kernel-lab-tree-{cache.digest([f'{k}={v}' for k, v in settings.items()])[:16]}-"
     by_base = f"{prefix}{base_commit[:16]}-"
     group = sources.clone_group(tree)

@@ -283,6 +283,12 @@ def case_unaligned(ctx: CaseContext) -> Observation:
 # --- O_APPEND ------------------------------------------------------------------------
 
 
+def _append_counts(result: records.AppendResult) -> str:
+    return (f"{result.records_found}/{result.records_expected} records, "
+            f"{result.duplicates} duplicated, {result.missing} missing, "
+            f"{result.torn} torn, size {result.final_size}/{result.expected_size}")
+
+
 def _append_case(ctx: CaseContext, *, stale: bool, rwf: bool = False) -> Observation:
     writers, count, record = 4, 8, 512
     head = 16 * BLOCK if stale or rwf else 0
@@ -292,10 +298,7 @@ def _append_case(ctx: CaseContext, *, stale: bool, rwf: bool = False) -> Observa
             record=record, presize=head or None, stale=stale, rwf_append=rwf, timeout=300))
     stats = m.file_stats("a")
     passed = result.ok and stats.max_inflight == 1
-    observed = (f"{result.records_found}/{result.records_expected} records, "
-                f"{result.duplicates} duplicated, {result.missing} missing, "
-                f"{result.torn} torn, size {result.final_size}/{result.expected_size}, "
-                f"{stats.max_inflight} appends in flight")
+    observed = f"{_append_counts(result)}, {stats.max_inflight} appends in flight"
     return Observation(passed, "every record once, size exact, 1 in flight", observed,
                        {"server": _record(stats), "probe": _record(result)})
 
@@ -361,10 +364,7 @@ def case_caller_flags(ctx: CaseContext) -> Observation:
                 ctx.guest, "append", file=f"{m.path}/a{i}", writers=4, records=8, record=512,
                 presize=16 * BLOCK, timeout=300, **flags))
             if not result.ok:
-                problems.append(f"{label}: {result.records_found}/{result.records_expected} "
-                                f"records, {result.duplicates} duplicated, {result.missing} "
-                                f"missing, {result.torn} torn, size {result.final_size}/"
-                                f"{result.expected_size}")
+                problems.append(f"{label}: {_append_counts(result)}")
     for i, (label, _flags) in enumerate(_APPEND_FLAGS):
         seen[label] = m.file_stats(f"a{i}").max_inflight
     problems += [f"{label}: {n} in flight" for label, n in seen.items() if n != 1]
