@@ -171,6 +171,27 @@ class MmapProbe:
 
 
 @dataclass(frozen=True)
+class GateOpen:
+    """labprobe pwrite --gate-open: a read-only open made at the gate; the late
+    writers started once it `blocked` (slept uninterruptibly) or returned."""
+
+    blocked: bool
+    errno_name: str | None
+    start_ms: float
+    end_ms: float
+
+
+@dataclass(frozen=True)
+class Flip:
+    """labprobe pwrite --flip-direct: O_DIRECT toggled on the late writers' fds
+    once all of them `blocked` in the kernel."""
+
+    blocked: bool
+    flipped: int
+    errno_name: str | None
+
+
+@dataclass(frozen=True)
 class Gate:
     """labprobe pwrite --gate: writers `after`.. started only once the server
     held the first ones' WRITEs; `timed_out`: it never did (inconclusive)."""
@@ -178,6 +199,18 @@ class Gate:
     after: int
     timed_out: bool
     opened_ms: float
+    open: GateOpen | None = None
+    flip: Flip | None = None
+
+    @classmethod
+    def parse(cls, g: Fields) -> Gate:
+        o = g.obj("open") if "open" in g.data else None
+        fl = g.obj("flip") if "flip" in g.data else None
+        return cls(g.int("after"), g.bool("timed_out"), g.float("opened_ms"),
+                   GateOpen(o.bool("blocked"), o.opt_str("errno_name"), o.float("start_ms"),
+                            o.float("end_ms")) if o else None,
+                   Flip(fl.bool("blocked"), fl.int("flipped"), fl.opt_str("errno_name"))
+                   if fl else None)
 
 
 @dataclass(frozen=True)
@@ -208,8 +241,7 @@ def parse_probe(data: Any, what: str) -> ProbeResult:
     mmap = MmapProbe.parse(f.obj("mmap")) if "mmap" in f.data else None
     gate = None
     if isinstance(f.data.get("gate"), dict):
-        g = f.obj("gate")
-        gate = Gate(g.int("after"), g.bool("timed_out"), g.float("opened_ms"))
+        gate = Gate.parse(f.obj("gate"))
     return ProbeResult(_writers(f), f.opt_int("final_size"), f.opt_bool("verify_ok"), bad, mmap,
                        gate)
 

@@ -31,12 +31,14 @@ INPUTS = {
     "efbig": "RLIMIT_FSIZE (generic_write_checks) on both paths",
     "attributes": "size and mtime after parallel writes, seen by another process",
     "lock-pairing": "the unlock matching the lock taken (shared, exclusive, truncate)",
-    "cached-open": "6.9+ I/O modes: a caching open makes direct writes exclusive",
+    "cached-open": "6.9+ I/O modes: a caching open makes direct writes exclusive, held and "
+                   "while it waits for parallel writers to drain (plain and O_DIRECT fds)",
     "odirect-server-errors": "error replies on extending O_DIRECT writes",
     "fsx": "all of the above at random, against a model",
     "aio-server-errors": "error replies on extending AIO writes: plain fds (the sync path), "
                          "O_DIRECT fds with the caller's append and sync flags (the async "
-                         "path's truncate)",
+                         "path's truncate), O_DIRECT toggled by fcntl while the write waits "
+                         "for the lock (the kiocb's flags decide)",
     "mmap": "shared and private mappings during parallel direct writes",
     "unaligned": "sizes that are not multiples of a block or a page",
     "rwf-append": "appending asked per call (RWF_APPEND)",

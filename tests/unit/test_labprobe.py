@@ -5,6 +5,8 @@ The FUSE semantics are the VM tests' business."""
 import json
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,47 @@ def test_mmap_maps_the_first_page_before_the_writers_run(labprobe, tmp_path):
 def test_without_mmap_there_is_no_mmap_record(labprobe, tmp_path):
     _, result = pwrite(labprobe, f"--file={tmp_path / 'f'}", "--writers=1", "--block=4k")
     assert result.mmap is None
+
+
+def _arrivals_after(path: Path, delay_s: float) -> threading.Thread:
+    """Stand in for labfs --arrivals: the count goes from 0 to 1 after delay_s."""
+    path.write_bytes((0).to_bytes(8, "little"))
+
+    def bump() -> None:
+        time.sleep(delay_s)
+        path.write_bytes((1).to_bytes(8, "little"))
+
+    t = threading.Thread(target=bump)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("action", ["--gate-open", "--flip-direct"])
+def test_gate_actions_report_what_they_saw(labprobe, tmp_path, action):
+    # Nothing blocks on a local file system: the open returns at once and
+    # writer 1 finishes unblocked, so neither is seen waiting (the VM cases
+    # call that inconclusive), and the late writer still runs.
+    bump = _arrivals_after(tmp_path / "arrivals", 0.2)
+    data, result = pwrite(labprobe, f"--file={tmp_path / 'f'}", "--writers=2", "--block=4k",
+                          f"--gate={tmp_path / 'arrivals'}", "--gate-after=1", action)
+    bump.join()
+    gate = result.gate
+    assert gate is not None and not gate.timed_out
+    assert [w.ret for w in result.writers] == [4096, 4096]
+    if action == "--gate-open":
+        assert gate.open is not None and gate.flip is None
+        assert gate.open.blocked is False and gate.open.errno_name is None
+        assert gate.open.end_ms >= gate.open.start_ms
+        # writer 1 starts only after the open was made
+        assert result.writers[1].start_ms >= gate.open.start_ms
+    else:
+        assert gate.flip is not None and gate.open is None
+        assert (gate.flip.blocked, gate.flip.flipped) == (False, 0)
+    assert set(data["gate"]) >= {"after", "timed_out", "opened_ms"}
+
+
+def test_gate_actions_need_a_gate(labprobe, tmp_path):
+    run = subprocess.run([str(labprobe), "pwrite", f"--file={tmp_path / 'f'}", "--writers=2",
+                          "--block=4k", "--flip-direct"], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2 and "give --gate" in run.stderr

@@ -54,7 +54,7 @@
 "usage: labprobe pwrite --file=F --writers=N --block=B [--base=OFF] [--stride=S]\n" \
 "                       [--presize=BYTES] [--direct] [--verify] [--rlimit-fsize=BYTES]\n" \
 "                       [--aio] [--mmap] [--segments=K] [--gate=PATH --gate-after=K]\n" \
-"                       [--rwf-dsync] [--odsync]\n" \
+"                       [--rwf-dsync] [--odsync] [--gate-open] [--flip-direct]\n" \
 "       labprobe append --file=F --writers=N --records=M --record=B [--direct]\n" \
 "                       [--presize=BYTES] [--stale] [--rwf-append] [--rwf-dsync]\n" \
 "                       [--odsync]\n" \
@@ -130,15 +130,17 @@ static void kerrno(const char *key, int e)
 enum { OF_FILE, OF_WRITERS, OF_BLOCK, OF_BASE, OF_STRIDE, OF_PRESIZE,
        OF_RECORDS, OF_RECORD, OF_TRUNCTO, OF_DELAY, OF_SIZE, OF_COUNT,
        OF_RLIMIT, OF_DIRECT, OF_VERIFY, OF_STALE, OF_AIO, OF_MMAP,
-       OF_SEGMENTS, OF_GATE, OF_GATEAFTER, OF_RWFAPPEND, OF_RWFDSYNC, OF_ODSYNC, OF_N };
+       OF_SEGMENTS, OF_GATE, OF_GATEAFTER, OF_RWFAPPEND, OF_RWFDSYNC, OF_ODSYNC,
+       OF_GATEOPEN, OF_FLIPDIRECT, OF_N };
 static const char *const optname[OF_N] = {
 	"file", "writers", "block", "base", "stride", "presize", "records",
 	"record", "truncate-to", "writer-delay-ms", "size", "count",
 	"rlimit-fsize", "direct", "verify", "stale", "aio", "mmap",
-	"segments", "gate", "gate-after", "rwf-append", "rwf-dsync", "odsync" };
+	"segments", "gate", "gate-after", "rwf-append", "rwf-dsync", "odsync",
+	"gate-open", "flip-direct" };
 #define B(x) (1u << OF_##x)
 #define FLAG_OPTS (B(DIRECT) | B(VERIFY) | B(STALE) | B(AIO) | B(MMAP) | B(RWFAPPEND) | \
-		   B(RWFDSYNC) | B(ODSYNC))
+		   B(RWFDSYNC) | B(ODSYNC) | B(GATEOPEN) | B(FLIPDIRECT))
 
 static unsigned seen;
 static uint64_t val[OF_N];
@@ -197,6 +199,8 @@ static void parse_opts(int argc, char **argv, unsigned allowed, unsigned require
 		usage("--gate and --gate-after go together");
 	if (has(OF_GATEAFTER) && (val[OF_GATEAFTER] < 1 || val[OF_GATEAFTER] >= val[OF_WRITERS]))
 		usage("--gate-after must be 1..writers-1");
+	if ((has(OF_GATEOPEN) || has(OF_FLIPDIRECT)) && !has(OF_GATE))
+		usage("--gate-open and --flip-direct act at the gate: give --gate");
 }
 
 /* --------------------------------------------------------------- helpers */
@@ -331,6 +335,8 @@ struct worker {
 	const char *stop;       /* why the write loop ended */
 	double t_start, t_end;
 	aio_context_t aio;      /* --aio: this writer's native AIO context */
+	pid_t tid;              /* for its state in /proc (--flip-direct) */
+	int finished;           /* the write loop ended (atomic) */
 };
 
 enum { M_SINGLE, M_APPEND, M_LOOP };    /* pwrite/truncate-race, append, until-error */
@@ -377,6 +383,128 @@ static void wait_gate(void)
 	if (gate_opened_ms < 0)
 		gate_opened_ms = now_ms();
 	pthread_mutex_unlock(&gate_mtx);
+}
+
+/*
+ * What happens at the gate, after writers 0..K-1 have a WRITE held by the
+ * server and before writers K.. go on (main thread, at_gate()):
+ *
+ * --gate-open: another thread opens --file read-only (a page-cache open when
+ * the server says so), and writers K.. start only once that open sleeps
+ * uninterruptibly (from 6.9 a caching open waits there for the parallel
+ * writers in flight to drain) or has returned. The question: do writes that
+ * begin while such an open waits still take the shared lock?
+ *
+ * --flip-direct: once writers K.. sleep uninterruptibly (blocked on the inode
+ * lock that writer 0 holds), toggle O_DIRECT on their fds with F_SETFL. Their
+ * kiocbs were made before the flip, so the path a write takes must follow the
+ * kiocb's flags, not the fd's flags of the moment.
+ *
+ * "Sleeps uninterruptibly" is state D in /proc/self/task/TID/stat, seen twice
+ * in a row: where a task blocked on an rwsem or a wait_event() shows. Never
+ * seen in BLOCK_WAIT_MS: the round did not ask its question (inconclusive).
+ */
+#define BLOCK_WAIT_MS 5000.0
+static int late_go = 1;         /* writers K.. wait for it (atomic) */
+static struct {
+	pthread_t thread;
+	pid_t tid;
+	int done, fd, err, blocked;
+	double start_ms, end_ms;
+} opener = { .fd = -1 };
+static struct { int asked, blocked, flipped, err; } flip;
+
+static char task_state(pid_t tid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return '?';
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return '?';
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');  /* the name may hold spaces and parentheses */
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* Wait until the thread whose tid lands in *tid sleeps uninterruptibly (1), or
+ * *done says it finished, or BLOCK_WAIT_MS pass (0). */
+static int wait_blocked(pid_t *tid, int *done)
+{
+	double until = now_ms() + BLOCK_WAIT_MS;
+	int in_d = 0;
+	while (now_ms() < until && !__atomic_load_n(done, __ATOMIC_ACQUIRE)) {
+		pid_t t = __atomic_load_n(tid, __ATOMIC_ACQUIRE);
+		in_d = t && task_state(t) == 'D' ? in_d + 1 : 0;
+		if (in_d == 2)
+			return 1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+static void *opener_thread(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&opener.tid, gettid(), __ATOMIC_RELEASE);
+	opener.start_ms = now_ms();
+	opener.fd = open(file, O_RDONLY);
+	opener.err = opener.fd < 0 ? errno : 0;
+	opener.end_ms = now_ms();
+	__atomic_store_n(&opener.done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void at_gate(void)
+{
+	wait_gate();
+	if (has(OF_GATEOPEN)) {
+		int e = pthread_create(&opener.thread, NULL, opener_thread, NULL);
+		if (e)
+			die("pthread_create: %s", strerror(e));
+		opener.blocked = wait_blocked(&opener.tid, &opener.done);
+		__atomic_store_n(&late_go, 1, __ATOMIC_RELEASE);
+	}
+	if (has(OF_FLIPDIRECT)) {
+		flip.asked = 1;
+		flip.blocked = 1;
+		for (unsigned i = (unsigned)val[OF_GATEAFTER]; i < nw; i++)
+			flip.blocked &= wait_blocked(&W[i].tid, &W[i].finished);
+		for (unsigned i = (unsigned)val[OF_GATEAFTER]; flip.blocked && i < nw; i++) {
+			int fl = fcntl(W[i].fd, F_GETFL);
+			if (fl < 0 || fcntl(W[i].fd, F_SETFL, fl ^ O_DIRECT)) {
+				flip.err = errno;
+				break;
+			}
+			flip.flipped++;
+		}
+	}
+}
+
+static void emit_gate_actions(void)
+{
+	if (has(OF_GATEOPEN)) {
+		if (opener.thread)
+			pthread_join(opener.thread, NULL);
+		jopen("open", '{');
+		kbool("blocked", opener.blocked);
+		kerrno("errno", opener.err);
+		kms("start_ms", opener.start_ms);
+		kms("end_ms", opener.end_ms);
+		jclose('}');
+		if (opener.fd >= 0)
+			close(opener.fd);
+	}
+	if (flip.asked) {
+		jopen("flip", '{');
+		kbool("blocked", flip.blocked);
+		kint("flipped", flip.flipped);
+		kerrno("errno", flip.err);
+		jclose('}');
+	}
 }
 
 /* One write of w's buffer at `at`: pwrite, or pwritev2 over --segments iovecs
@@ -445,10 +573,14 @@ static void *writer_thread(void *arg)
 		die("io_setup: %s", strerror(errno));
 	w->stop = w->open_failed ? "open" : "done";
 	w->ret = -1;
+	__atomic_store_n(&w->tid, gettid(), __ATOMIC_RELEASE);
 	pthread_barrier_wait(&bar_ready);
 	pthread_barrier_wait(&bar_go);
-	if (gate && w->idx >= val[OF_GATEAFTER])
+	if (gate && w->idx >= val[OF_GATEAFTER]) {
 		wait_gate();
+		while (!__atomic_load_n(&late_go, __ATOMIC_ACQUIRE))
+			usleep(1000);
+	}
 	w->t_start = now_ms();
 	/* At most n_writes, and the first failure (errno, or a short write
 	 * incl. 0) ends the loop.  No retries: a dead server (ENOTCONN) or an
@@ -477,6 +609,7 @@ static void *writer_thread(void *arg)
 		w->done++;
 	}
 	w->t_end = now_ms();
+	__atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);
 	if (w->aio)
 		syscall(SYS_io_destroy, w->aio);
 	return NULL;
@@ -493,6 +626,7 @@ static void run_writers(int mode, uint64_t base, uint64_t stride, size_t len,
 {
 	wmode = mode;
 	nw = (unsigned)val[OF_WRITERS];
+	late_go = !has(OF_GATEOPEN);
 	/* --rwf-append: the append is asked per call (pwritev2 RWF_APPEND, the
 	 * kiocb's IOCB_APPEND) on an fd opened without O_APPEND. */
 	oflags = O_WRONLY | O_CREAT |
@@ -518,6 +652,8 @@ static void run_writers(int mode, uint64_t base, uint64_t stride, size_t len,
 	if (between)
 		between();
 	pthread_barrier_wait(&bar_go);
+	if (has(OF_GATEOPEN) || has(OF_FLIPDIRECT))
+		at_gate();
 	for (unsigned i = 0; i < nw; i++)
 		pthread_join(tids[i], NULL);
 	for (unsigned i = 0; i < nw; i++)
@@ -708,6 +844,7 @@ static void cmd_pwrite(void)
 		kint("after", val[OF_GATEAFTER]);
 		kbool("timed_out", gate_timed_out);
 		kms("opened_ms", gate_opened_ms);
+		emit_gate_actions();
 		jclose('}');
 	} else {
 		kstr("gate", NULL);
@@ -1066,7 +1203,8 @@ static const struct {
 } cmds[] = {
 	{ "pwrite", cmd_pwrite, B(FILE) | B(WRITERS) | B(BLOCK),
 	  B(BASE) | B(STRIDE) | B(DIRECT) | B(PRESIZE) | B(VERIFY) | B(RLIMIT) | B(AIO) |
-	  B(MMAP) | B(SEGMENTS) | B(GATE) | B(GATEAFTER) | B(RWFDSYNC) | B(ODSYNC) },
+	  B(MMAP) | B(SEGMENTS) | B(GATE) | B(GATEAFTER) | B(RWFDSYNC) | B(ODSYNC) |
+	  B(GATEOPEN) | B(FLIPDIRECT) },
 	{ "append", cmd_append, B(FILE) | B(WRITERS) | B(RECORDS) | B(RECORD),
 	  B(DIRECT) | B(PRESIZE) | B(STALE) | B(RWFAPPEND) | B(RWFDSYNC) | B(ODSYNC) },
 	{ "truncate-race", cmd_truncate_race,
