@@ -21,9 +21,10 @@ FEATURES: dict[str, str] = {
         "(an open the server answered without FOPEN_DIRECT_IO, or a MAP_SHARED mmap of a "
         "direct-I/O open), a shared lock is refused and direct writes are serialized (1 WRITE "
         "in flight) even on a parallel-direct-writes open; a caching open waits until the "
-        "parallel direct writes in flight have finished. When the caching open is closed, "
-        "direct writes run in parallel again. Without this feature a cached open of the same "
-        "inode does not stop parallel direct writes."
+        "parallel direct writes in flight have finished, and direct writes that begin while "
+        "it waits are serialized too (else a stream of them could keep it waiting). When the "
+        "caching open is closed, direct writes run in parallel again. Without this feature a "
+        "cached open of the same inode does not stop parallel direct writes."
     ),
     "direct-io-allow-mmap": (
         "The kernel honours the INIT flag FUSE_DIRECT_IO_ALLOW_MMAP (bit 36, Linux 6.6; first "
