@@ -409,7 +409,7 @@ def cmd_calibrate(args: argparse.Namespace, ui: Ui) -> int:
     only = tuple(p.strip() for p in (args.k or "").split(",") if p.strip())
     calibrate.chosen(cfg.series, only)  # no witness to run is bad input: exit 2 now
     out = _results_dir(cfg, args, "calibrate-")
-    result = calibrate.run(cfg, calibrate.CalibrateRequest(args.repeat, only), out, ui)
+    result = calibrate.run(cfg, calibrate.CalibrateRequest(args.repeat, only, args.jobs), out, ui)
     text = document.text(f"calibration of {result.series}, {result.repeat} runs each",
                          [document.Block("witnesses", tables=(result.table(),))])
     (out / "calibration.txt").write_text(text)

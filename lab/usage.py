@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the patch series folder whose witnesses/ to run")
     p.add_argument("--repeat", type=positive_int, default=1, help="runs of each (1)")
     p.add_argument("-k", metavar="NAMES", help="only these witnesses or cases (a,b,c)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="witness VMs at a time (1); each case mostly waits on the server, "
+                        "so 2 fit on 2 cores")
 
     p = sub.add_parser("selftime", help="measure the lab's own loop here: boot to SSH, a "
                        "case, a fio run's overhead, a warm lab test --patch")

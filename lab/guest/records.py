@@ -179,6 +179,7 @@ class GateOpen:
     errno_name: str | None
     start_ms: float
     end_ms: float
+    blocked_ms: float  # when it was seen waiting; -1 if never
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class Flip:
     blocked: bool
     flipped: int
     errno_name: str | None
+    flipped_ms: float  # when the last fd was flipped; -1 if none was
 
 
 @dataclass(frozen=True)
@@ -208,9 +210,9 @@ class Gate:
         fl = g.obj("flip") if "flip" in g.data else None
         return cls(g.int("after"), g.bool("timed_out"), g.float("opened_ms"),
                    GateOpen(o.bool("blocked"), o.opt_str("errno_name"), o.float("start_ms"),
-                            o.float("end_ms")) if o else None,
-                   Flip(fl.bool("blocked"), fl.int("flipped"), fl.opt_str("errno_name"))
-                   if fl else None)
+                            o.float("end_ms"), o.float("blocked_ms")) if o else None,
+                   Flip(fl.bool("blocked"), fl.int("flipped"), fl.opt_str("errno_name"),
+                        fl.float("flipped_ms")) if fl else None)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,10 @@ def _arrivals_after(path: Path, delay_s: float) -> threading.Thread:
 
     def bump() -> None:
         time.sleep(delay_s)
-        path.write_bytes((1).to_bytes(8, "little"))
+        # replaced whole, as labfs's pwrite of 8 bytes is: never seen empty
+        tmp = path.with_suffix(".new")
+        tmp.write_bytes((1).to_bytes(8, "little"))
+        tmp.replace(path)
 
     t = threading.Thread(target=bump)
     t.start()
@@ -96,9 +99,9 @@ def _arrivals_after(path: Path, delay_s: float) -> threading.Thread:
 
 @pytest.mark.parametrize("action", ["--gate-open", "--flip-direct"])
 def test_gate_actions_report_what_they_saw(labprobe, tmp_path, action):
-    # Nothing blocks on a local file system: the open returns at once and
-    # writer 1 finishes unblocked, so neither is seen waiting (the VM cases
-    # call that inconclusive), and the late writer still runs.
+    # Nothing waits on a lock on a local file system: the open returns at once
+    # and writer 1 finishes, so neither is (normally) seen waiting, which the VM
+    # cases call inconclusive; the late writer runs all the same.
     bump = _arrivals_after(tmp_path / "arrivals", 0.2)
     data, result = pwrite(labprobe, f"--file={tmp_path / 'f'}", "--writers=2", "--block=4k",
                           f"--gate={tmp_path / 'arrivals'}", "--gate-after=1", action)
@@ -108,13 +111,16 @@ def test_gate_actions_report_what_they_saw(labprobe, tmp_path, action):
     assert [w.ret for w in result.writers] == [4096, 4096]
     if action == "--gate-open":
         assert gate.open is not None and gate.flip is None
-        assert gate.open.blocked is False and gate.open.errno_name is None
+        assert gate.open.errno_name is None
         assert gate.open.end_ms >= gate.open.start_ms
+        # a task seen in D twice in a row on a busy disk is rare, but allowed
+        assert (gate.open.blocked_ms >= gate.open.start_ms) is gate.open.blocked
         # writer 1 starts only after the open was made
         assert result.writers[1].start_ms >= gate.open.start_ms
     else:
         assert gate.flip is not None and gate.open is None
-        assert (gate.flip.blocked, gate.flip.flipped) == (False, 0)
+        assert gate.flip.flipped == int(gate.flip.blocked)
+        assert (gate.flip.flipped_ms >= 0) is gate.flip.blocked
     assert set(data["gate"]) >= {"after", "timed_out", "opened_ms"}
 
 

@@ -4,14 +4,17 @@ kernel (no run fails). The builds and runs themselves are in
 tests/kernel/test_calibrate.py."""
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from lab.errors import ConfigError
-from lab.jobs.calibrate import CORRECT, Calibration, Row, chosen
+from lab.errors import ConfigError, LabError
+from lab.jobs.calibrate import CORRECT, Calibration, Row, _side_by_side, chosen
 from lab.kernel import witnesses
 from lab.suite import catalog
+from lab.ui import Ui
 
 REPO = Path(__file__).resolve().parents[2]
 SERIES = sorted(p.parent for p in (REPO / "patches").glob("*/series.toml"))
@@ -56,3 +59,37 @@ def test_lab_calibrate_with_no_matching_witness_exits_2_before_any_build():
                          cwd=REPO, text=True, capture_output=True, timeout=60)
     assert out.returncode == 2, out.stderr
     assert "no witness matches no-such" in out.stderr
+
+
+def _fake(name: str) -> witnesses.Witness:
+    return witnesses.Witness(name=name, case="extending", breaks="x", patch=Path(f"{name}.patch"))
+
+
+def test_witnesses_side_by_side_give_every_row_and_run_at_most_jobs_at_once():
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def witness(w, _p, wui):
+        assert wui.quiet  # one live status line cannot show two VMs
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return Row(w.name, w.case, 1, 1)
+
+    prepared = [(_fake(f"w{i}"), None) for i in range(6)]
+    rows = list(_side_by_side(prepared, witness, 2, Ui(quiet=True)))
+    assert sorted(r.variant for r in rows) == [f"w{i}" for i in range(6)]
+    assert peak[0] == 2
+
+
+def test_a_witness_that_breaks_the_lab_stops_the_calibration():
+    def witness(w, _p, _ui):
+        if w.name == "w1":
+            raise LabError("the host broke")
+        return Row(w.name, w.case, 1, 1)
+
+    with pytest.raises(LabError, match="host broke"):
+        list(_side_by_side([(_fake(f"w{i}"), None) for i in range(3)], witness, 2,
+                           Ui(quiet=True)))

@@ -403,16 +403,19 @@ static void wait_gate(void)
  * "Sleeps uninterruptibly" is state D in /proc/self/task/TID/stat, seen twice
  * in a row: where a task blocked on an rwsem or a wait_event() shows. Never
  * seen in BLOCK_WAIT_MS: the round did not ask its question (inconclusive).
+ * D is not specific (a write also sleeps so waiting for its reply), so each
+ * action's time is reported: it asked its question only if it came while
+ * writer 0's WRITE was still held (before writer 0's end_ms).
  */
 #define BLOCK_WAIT_MS 5000.0
 static int late_go = 1;         /* writers K.. wait for it (atomic) */
 static struct {
 	pthread_t thread;
 	pid_t tid;
-	int done, fd, err, blocked;
-	double start_ms, end_ms;
-} opener = { .fd = -1 };
-static struct { int asked, blocked, flipped, err; } flip;
+	int started, done, fd, err, blocked;
+	double start_ms, end_ms, blocked_ms;
+} opener = { .fd = -1, .blocked_ms = -1 };
+static struct { int asked, blocked, flipped, err; double flipped_ms; } flip = { .flipped_ms = -1 };
 
 static char task_state(pid_t tid)
 {
@@ -465,21 +468,28 @@ static void at_gate(void)
 		int e = pthread_create(&opener.thread, NULL, opener_thread, NULL);
 		if (e)
 			die("pthread_create: %s", strerror(e));
+		opener.started = 1;
 		opener.blocked = wait_blocked(&opener.tid, &opener.done);
+		if (opener.blocked)
+			opener.blocked_ms = now_ms();
 		__atomic_store_n(&late_go, 1, __ATOMIC_RELEASE);
 	}
 	if (has(OF_FLIPDIRECT)) {
+		/* Each late writer's fd flipped as soon as that writer is seen
+		 * waiting, so none has passed its decision in the meantime. */
 		flip.asked = 1;
 		flip.blocked = 1;
-		for (unsigned i = (unsigned)val[OF_GATEAFTER]; i < nw; i++)
-			flip.blocked &= wait_blocked(&W[i].tid, &W[i].finished);
 		for (unsigned i = (unsigned)val[OF_GATEAFTER]; flip.blocked && i < nw; i++) {
+			flip.blocked = wait_blocked(&W[i].tid, &W[i].finished);
+			if (!flip.blocked)
+				break;
 			int fl = fcntl(W[i].fd, F_GETFL);
 			if (fl < 0 || fcntl(W[i].fd, F_SETFL, fl ^ O_DIRECT)) {
 				flip.err = errno;
 				break;
 			}
 			flip.flipped++;
+			flip.flipped_ms = now_ms();
 		}
 	}
 }
@@ -487,10 +497,11 @@ static void at_gate(void)
 static void emit_gate_actions(void)
 {
 	if (has(OF_GATEOPEN)) {
-		if (opener.thread)
+		if (opener.started)
 			pthread_join(opener.thread, NULL);
 		jopen("open", '{');
 		kbool("blocked", opener.blocked);
+		kms("blocked_ms", opener.blocked_ms);
 		kerrno("errno", opener.err);
 		kms("start_ms", opener.start_ms);
 		kms("end_ms", opener.end_ms);
@@ -502,6 +513,7 @@ static void emit_gate_actions(void)
 		jopen("flip", '{');
 		kbool("blocked", flip.blocked);
 		kint("flipped", flip.flipped);
+		kms("flipped_ms", flip.flipped_ms);
 		kerrno("errno", flip.err);
 		jclose('}');
 	}
