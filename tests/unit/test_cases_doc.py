@@ -32,7 +32,8 @@ INPUTS = {
     "attributes": "size and mtime after parallel writes, seen by another process",
     "lock-pairing": "the unlock matching the lock taken (shared, exclusive, truncate)",
     "cached-open": "6.9+ I/O modes: a caching open makes direct writes exclusive, held and "
-                   "while it waits for parallel writers to drain (plain and O_DIRECT fds)",
+                   "while it waits for parallel writers to drain (plain fds, O_DIRECT, "
+                   "RWF_DSYNC)",
     "odirect-server-errors": "error replies on extending O_DIRECT writes",
     "fsx": "all of the above at random, against a model",
     "aio-server-errors": "error replies on extending AIO writes: plain fds (the sync path), "
