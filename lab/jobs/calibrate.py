@@ -14,14 +14,18 @@ the calibration fail (exit 1): the suite's power has drifted.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
+import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab import pipeline
 from lab.config import LabConfig
-from lab.errors import ConfigError, KernelFailure
+from lab.errors import ConfigError, KernelFailure, LabError
 from lab.jobs import runs
 from lab.kernel import witnesses
 from lab.kernel.series import load_series
@@ -30,6 +34,7 @@ from lab.report.document import Table
 from lab.suite import catalog, checks
 from lab.suite.spec import Case
 from lab.ui import Ui
+from lab.vm.machine import Machine
 
 CORRECT = "patched"
 
@@ -85,8 +90,49 @@ def chosen(folder: Path, only: Sequence[str]) -> list[witnesses.Witness]:
     return picked
 
 
+class _Running:
+    """The witness VMs up now, so that an interrupt or a lab error can stop
+    them at once instead of waiting for their cases to end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._vms: set[Machine] = set()
+        self._stopped = False
+
+    @contextlib.contextmanager
+    def held(self, vm: Machine) -> Iterator[None]:
+        with self._lock:
+            self._vms.add(vm)
+            stopped = self._stopped
+        try:
+            if stopped:  # it was still booting when the others were stopped
+                _kill(vm)
+                raise LabError("stopped: another witness failed or the run was interrupted")
+            yield
+        finally:
+            with self._lock:
+                self._vms.discard(vm)
+
+    def kill(self) -> None:
+        """SIGKILL every QEMU up now, and any that finishes booting later: the
+        thread that owns each then fails its SSH command at once and tears
+        the VM's folder down."""
+        with self._lock:
+            self._stopped = True
+            vms = list(self._vms)
+        for vm in vms:
+            _kill(vm)
+
+
+def _kill(vm: Machine) -> None:
+    if vm.is_running() and vm.pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(vm.pid, signal.SIGKILL)
+
+
 def _runs(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: Sequence[Case],
-          repeat: int, out: Path, ui: Ui) -> dict[str, tuple[int, str]]:
+          repeat: int, out: Path, ui: Ui,
+          running: _Running | None = None) -> dict[str, tuple[int, str]]:
     """For each case, how many of its `repeat` runs failed (each judged alone)
     and the last observation; one VM serves them all until a kernel failure."""
     features = p.builds[variant].features
@@ -95,7 +141,8 @@ def _runs(cfg: LabConfig, p: pipeline.Prepared, variant: str, cases: Sequence[Ca
     evidence = {c.name: "" for c in cases}
     while todo:
         try:
-            with pipeline.deployed(cfg, p, variant, out, ui) as (_vm, guest):
+            with pipeline.deployed(cfg, p, variant, out, ui) as (vm, guest), \
+                    running.held(vm) if running else contextlib.nullcontext():
                 while todo:
                     case = todo.pop(0)
                     run = checks.run_case(case, guest, variant, features)
@@ -148,16 +195,18 @@ def run(cfg: LabConfig, req: CalibrateRequest, out: Path, ui: Ui) -> Calibration
                                        expect=newest.features)
         prepared.append((w, pipeline.prepare(cfg, wreq, out / w.name, ui)))
 
+    running = _Running()
+
     def witness(w: witnesses.Witness, p: pipeline.Prepared, wui: Ui) -> Row:
         ((_, (failed, evidence)),) = _runs(cfg, p, USER_VARIANT, [by_name[w.case]], req.repeat,
-                                           out / w.name, wui).items()
+                                           out / w.name, wui, running).items()
         return Row(w.name, w.case, failed, req.repeat, w.breaks, evidence)
 
     if req.jobs <= 1 or len(prepared) <= 1:
         for w, p in prepared:
             add(witness(w, p, ui))
     else:
-        for row in _side_by_side(prepared, witness, req.jobs, ui):
+        for row in _side_by_side(prepared, witness, req.jobs, ui, running.kill):
             add(row)
     order = {name: i for i, name in enumerate([CORRECT, *(w.name for w in picked)])}
     rows.sort(key=lambda r: order[r.variant])  # stable: the correct kernel's cases in order
@@ -166,14 +215,16 @@ def run(cfg: LabConfig, req: CalibrateRequest, out: Path, ui: Ui) -> Calibration
 
 def _side_by_side(prepared: Sequence[tuple[witnesses.Witness, pipeline.Prepared]],
                   witness: Callable[[witnesses.Witness, pipeline.Prepared, Ui], Row],
-                  jobs: int, ui: Ui) -> Iterator[Row]:
+                  jobs: int, ui: Ui, stop: Callable[[], None] = lambda: None
+                  ) -> Iterator[Row]:
     """The witnesses' rows as they finish, `jobs` VMs at a time. Each runs
     with a quiet Ui of its own (one live status line cannot show two VMs); its
-    row is the line printed. On an interrupt no further witness starts, and
-    the running ones end with their cases (each bounded by its budget); the
-    lab's reaper stops any VM left when the process exits."""
+    row is the line printed. On an interrupt or an error no further witness
+    starts and `stop` ends the running ones (their VMs), whose threads then
+    tear down and end; the lab's reaper is there for anything left."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs,
                                                  thread_name_prefix="witness")
+    ended = False
     try:
         with ui.step(f"{len(prepared)} witnesses, {jobs} at a time", phase="cases") as step:
             futures = [pool.submit(witness, w, p, Ui(quiet=True)) for w, p in prepared]
@@ -182,5 +233,8 @@ def _side_by_side(prepared: Sequence[tuple[witnesses.Witness, pipeline.Prepared]
                 step.update(f"{n}/{len(futures)} done, last {row.variant}")
                 yield row
             step.done(f"{len(futures)} done")
+        ended = True
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        if not ended:
+            stop()

@@ -90,6 +90,15 @@ def test_a_witness_that_breaks_the_lab_stops_the_calibration():
             raise LabError("the host broke")
         return Row(w.name, w.case, 1, 1)
 
+    stopped = []
     with pytest.raises(LabError, match="host broke"):
         list(_side_by_side([(_fake(f"w{i}"), None) for i in range(3)], witness, 2,
-                           Ui(quiet=True)))
+                           Ui(quiet=True), lambda: stopped.append(True)))
+    assert stopped == [True]  # the witness VMs still up are ended at once
+
+
+def test_witnesses_that_all_finish_stop_nothing():
+    stopped = []
+    rows = list(_side_by_side([(_fake("w0"), None)], lambda w, _p, _ui: Row(w.name, w.case, 1, 1),
+                              2, Ui(quiet=True), lambda: stopped.append(True)))
+    assert [r.variant for r in rows] == ["w0"] and not stopped
