@@ -216,6 +216,27 @@ class Gate:
 
 
 @dataclass(frozen=True)
+class TruncOpen:
+    """labprobe pwrite --trunc-open: an O_WRONLY|O_TRUNC open made before the
+    writers went, which the server `held` when they did; `writers_blocked`:
+    how many were seen waiting in the kernel before that open returned."""
+
+    held: bool
+    held_ms: float
+    writers_blocked: int
+    blocked_ms: float  # when the last of them was seen waiting; -1 if none
+    errno_name: str | None
+    start_ms: float
+    end_ms: float
+
+    @classmethod
+    def parse(cls, t: Fields) -> TruncOpen:
+        return cls(t.bool("held"), t.float("held_ms"), t.int("writers_blocked"),
+                   t.float("blocked_ms"), t.opt_str("errno_name"), t.float("start_ms"),
+                   t.float("end_ms"))
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     """labprobe pwrite / truncate-race / write-until-error."""
 
@@ -225,6 +246,7 @@ class ProbeResult:
     bad_blocks: tuple[BadBlock, ...]
     mmap: MmapProbe | None = None  # pwrite --mmap only
     gate: Gate | None = None  # pwrite --gate only
+    trunc_open: TruncOpen | None = None  # pwrite --trunc-open only
 
     def wrong_returns(self, length: int) -> list[Writer]:
         return [w for w in self.writers if w.ret != length]
@@ -244,8 +266,9 @@ def parse_probe(data: Any, what: str) -> ProbeResult:
     gate = None
     if isinstance(f.data.get("gate"), dict):
         gate = Gate.parse(f.obj("gate"))
+    trunc = TruncOpen.parse(f.obj("trunc_open")) if "trunc_open" in f.data else None
     return ProbeResult(_writers(f), f.opt_int("final_size"), f.opt_bool("verify_ok"), bad, mmap,
-                       gate)
+                       gate, trunc)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,11 @@ class ServerOptions:
     # Count the WRITEs received in FuseMount.arrivals (labprobe --gate waits on it);
     # off for the benchmark, whose server does nothing per WRITE but the WRITE.
     arrivals: bool = False
+    # Writeback caching (off: it would route cached writes around the path
+    # under test); on only where a case asks what the kernel does then.
+    writeback_cache: bool = False
+    # Answer O_TRUNC opens this late, in caching mode, counted in the arrivals.
+    hold_trunc_open_us: int = 0
 
     def argv(self) -> list[str]:
         onoff = {True: "on", False: "off"}
@@ -56,6 +61,10 @@ class ServerOptions:
             args.append("--cached-readers")
         if not self.auto_inval_data:
             args.append("--auto-inval-data=off")
+        if self.writeback_cache:
+            args.append("--writeback-cache")
+        if self.hold_trunc_open_us:
+            args.append(f"--hold-trunc-open-us={self.hold_trunc_open_us}")
         if self.delay_write_us:
             args.append(f"--delay-write-us={self.delay_write_us}")
         if self.delay_setattr_us:

@@ -23,8 +23,11 @@ FEATURES: dict[str, str] = {
         "in flight) even on a parallel-direct-writes open; a caching open waits until the "
         "parallel direct writes in flight have finished, and direct writes that begin while "
         "it waits are serialized too (else a stream of them could keep it waiting). When the "
-        "caching open is closed, direct writes run in parallel again. Without this feature a "
-        "cached open of the same inode does not stop parallel direct writes."
+        "caching open is closed, direct writes run in parallel again. A direct write counts "
+        "itself as uncached I/O only once it holds the inode lock, so writers that begin while "
+        "a truncating caching open holds that lock (writeback cache) wait for it instead of "
+        "deadlocking it. Without this feature a cached open of the same inode does not stop "
+        "parallel direct writes."
     ),
     "direct-io-allow-mmap": (
         "The kernel honours the INIT flag FUSE_DIRECT_IO_ALLOW_MMAP (bit 36, Linux 6.6; first "

@@ -88,7 +88,8 @@ def test_every_server_option_the_lab_passes_is_one_labfs_knows():
     known = set(re.findall(r'\{"([a-z-]+)", (?:no|required)_argument', source))
     everything = ServerOptions(direct_io=False, parallel_direct_writes=False, null_writes=True,
                                delay_write_us=1, delay_setattr_us=1, short_write=1,
-                               fail_write_every=1, cached_readers=True, auto_inval_data=False)
+                               fail_write_every=1, cached_readers=True, auto_inval_data=False,
+                               writeback_cache=True, hold_trunc_open_us=1)
     passed = {a[2:].split("=")[0] for a in everything.argv()}
     assert passed <= known, passed - known
     assert "--auto-inval-data=off" in everything.argv()

@@ -33,7 +33,8 @@ INPUTS = {
     "lock-pairing": "the unlock matching the lock taken (shared, exclusive, truncate)",
     "cached-open": "6.9+ I/O modes: a caching open makes direct writes exclusive, held and "
                    "while it waits for parallel writers to drain (plain fds, O_DIRECT, "
-                   "RWF_DSYNC)",
+                   "RWF_DSYNC); writers that begin while a truncating open holds the inode "
+                   "lock (writeback cache) take their I/O mode only under the lock",
     "odirect-server-errors": "error replies on extending O_DIRECT writes",
     "fsx": "all of the above at random, against a model",
     "aio-server-errors": "error replies on extending AIO writes: plain fds (the sync path), "

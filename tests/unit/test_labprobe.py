@@ -129,3 +129,29 @@ def test_gate_actions_need_a_gate(labprobe, tmp_path):
                           "--block=4k", "--flip-direct"], capture_output=True, text=True,
                          timeout=60)
     assert run.returncode == 2 and "give --gate" in run.stderr
+
+
+def test_trunc_open_reports_the_open_and_the_writers(labprobe, tmp_path):
+    # On a local file system no server holds the truncating open: it returns
+    # at once, so it was never held (inconclusive in the VM case), and the
+    # writers run after it all the same.
+    (tmp_path / "arrivals").write_bytes(bytes(16))
+    data, result = pwrite(labprobe, f"--file={tmp_path / 'f'}", "--writers=2", "--block=4k",
+                          "--presize=8k", f"--gate={tmp_path / 'arrivals'}", "--trunc-open")
+    opened = result.trunc_open
+    assert opened is not None and result.gate is None and data["gate"] is None
+    assert not opened.held and opened.errno_name is None
+    assert opened.end_ms >= opened.start_ms
+    assert opened.writers_blocked == 0 and opened.blocked_ms == -1
+    assert [w.ret for w in result.writers] == [4096, 4096]
+    assert all(w.start_ms >= opened.start_ms for w in result.writers)
+    assert result.final_size == 8192
+
+
+@pytest.mark.parametrize("extra", [[], ["--gate-after=1"]], ids=["no-gate", "gate-after"])
+def test_trunc_open_needs_the_arrivals_and_no_gate_after(labprobe, tmp_path, extra):
+    gate = [f"--gate={tmp_path / 'arrivals'}"] if extra else []
+    run = subprocess.run([str(labprobe), "pwrite", f"--file={tmp_path / 'f'}", "--writers=2",
+                          "--block=4k", "--trunc-open", *gate, *extra], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2 and "--trunc-open waits on the server's arrivals" in run.stderr

@@ -66,7 +66,8 @@
 
 static struct {
 	int direct_io, parallel_dw, null_writes, foreground, debug, cached_readers;
-	int auto_inval_data;
+	int auto_inval_data, writeback_cache;
+	unsigned long hold_trunc_open_us;
 	unsigned long delay_write_us, delay_setattr_us, short_write;
 	unsigned long fail_every, threads;
 	int fail_errno; /* 0 = not given: EIO is used */
@@ -130,13 +131,26 @@ static struct {
 	unsigned inflight, max_inflight;
 } glob;
 static uint64_t write_seq; /* WRITE ordinal for --fail-write-every */
-/* --arrivals: WRITEs that reached the server so far, as one native uint64_t
- * at offset 0 of a file, rewritten on every arrival (under glob_mtx, so the
- * file never goes backwards). A probe waits on it to start a second writer
- * only once the first one's WRITE is held here: the order of a race is then
- * set by construction, not by the scheduler. */
+/* --arrivals: requests that reached the server so far, as native uint64_ts
+ * in a file: WRITEs at offset 0, truncating OPENs held by --hold-trunc-open-us
+ * at offset 8, each rewritten on every arrival (under glob_mtx, so the file
+ * never goes backwards). A probe waits on it to start a second writer only
+ * once the first request is held here: the order of a race is then set by
+ * construction, not by the scheduler. */
+enum { ARRIVED_WRITE, ARRIVED_TRUNC_OPEN, ARRIVED_KINDS };
 static int arrivals_fd = -1;
-static uint64_t arrivals;
+static uint64_t arrivals[ARRIVED_KINDS];
+
+/* Called with glob_mtx held. */
+static void count_arrival(int kind)
+{
+	if (arrivals_fd < 0)
+		return;
+	arrivals[kind]++;
+	if (pwrite(arrivals_fd, &arrivals[kind], sizeof(arrivals[kind]),
+		   (off_t)(kind * sizeof(arrivals[kind]))) != sizeof(arrivals[kind]))
+		die(1, "writing the arrivals file: %s", strerror(errno));
+}
 
 static struct fstats *stats_get(const char *path)
 {
@@ -428,12 +442,24 @@ static void forget_one(fuse_ino_t ino, uint64_t n)
  * take the reply (the opener was interrupted), so the caller must undo the
  * open; no RELEASE (nor FORGET, for CREATE) will come for it.
  */
+/* --hold-trunc-open-us: an open with O_TRUNC is answered in caching mode,
+ * N us late. Under writeback caching the kernel holds the inode lock across
+ * such an open (FUSE_OPEN, then the switch to caching I/O mode), so direct
+ * writers that begin meanwhile wait for it: the order of the lock and the
+ * I/O mode's counters is then what a case sees. */
+static int is_held_trunc_open(const struct fuse_file_info *fi)
+{
+	return opt.hold_trunc_open_us && (fi->flags & O_TRUNC);
+}
+
 /* --cached-readers: a read-only open is answered in caching mode (no
  * FOPEN_DIRECT_IO) while writers get direct I/O, so one inode has opens of
  * both kinds at once: what Linux 6.9's inode I/O modes arbitrate. */
 static int wants_direct(const struct fuse_file_info *fi)
 {
 	if (opt.cached_readers && (fi->flags & O_ACCMODE) == O_RDONLY)
+		return 0;
+	if (is_held_trunc_open(fi))
 		return 0;
 	return opt.direct_io;
 }
@@ -533,6 +559,14 @@ static void lab_init(void *data, struct fuse_conn_info *conn)
 	/* Writeback caching would route writes through the page cache and
 	 * hide the direct-write path under test. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* --writeback-cache: only for a case about what the kernel does
+	 * differently then (it locks the inode across a truncating open);
+	 * direct-io opens still take the direct-write path. */
+	if (opt.writeback_cache) {
+		if (!(conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+			die(1, "--writeback-cache: the kernel does not offer it");
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	}
 	/* --auto-inval-data=off: the kernel no longer drops an inode's page
 	 * cache when a fresh GETATTR shows another mtime, so what keeps a
 	 * buffered reader right after an O_DIRECT write is only the direct
@@ -719,6 +753,12 @@ static void lab_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * rather than as a SETATTR. */
 	if (fi->flags & O_TRUNC)
 		set_lsize(in, 0);
+	if (is_held_trunc_open(fi)) {
+		pthread_mutex_lock(&glob_mtx);
+		count_arrival(ARRIVED_TRUNC_OPEN);
+		pthread_mutex_unlock(&glob_mtx);
+		sleep_us(opt.hold_trunc_open_us);
+	}
 	if (reply_open(req, fi, fd))
 		close(fd);
 }
@@ -772,11 +812,7 @@ static void lab_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	glob.writes++;
 	if (++glob.inflight > glob.max_inflight)
 		glob.max_inflight = glob.inflight;
-	if (arrivals_fd >= 0) {
-		arrivals++;
-		if (pwrite(arrivals_fd, &arrivals, sizeof(arrivals), 0) != sizeof(arrivals))
-			die(1, "writing the arrivals file: %s", strerror(errno));
-	}
+	count_arrival(ARRIVED_WRITE);
 	pthread_mutex_unlock(&glob_mtx);
 
 	sleep_us(opt.delay_write_us);
@@ -992,8 +1028,12 @@ static const char usage_text[] =
 	"  --cached-readers                read-only opens in caching mode\n"
 	"  --auto-inval-data=on|off        FUSE_CAP_AUTO_INVAL_DATA, libfuse's\n"
 	"                                  default (on)\n"
-	"  --arrivals=PATH                 count of WRITEs received so far, a\n"
-	"                                  native uint64 at offset 0 of PATH\n"
+	"  --writeback-cache               FUSE_CAP_WRITEBACK_CACHE (off)\n"
+	"  --hold-trunc-open-us=N          answer O_TRUNC opens N us late, in\n"
+	"                                  caching mode (0: off)\n"
+	"  --arrivals=PATH                 requests received so far, native\n"
+	"                                  uint64s in PATH: WRITEs at offset 0,\n"
+	"                                  held O_TRUNC opens at offset 8\n"
 	"  --stats=PATH                    JSON counters, rewritten on SIGUSR1\n"
 	"                                  and at exit (required)\n"
 	"  --pidfile=PATH                  server pid; removed at exit, after\n"
@@ -1054,7 +1094,7 @@ static char *abspath(const char *p)
 
 enum { O_DIO = 256, O_PDW, O_NULL, O_DW, O_DS, O_SHORT, O_FEVERY, O_FERR,
        O_THREADS, O_STATS, O_FG, O_PID, O_DEBUG, O_HELP, O_ATTR, O_CACHEDR, O_ARRIVALS,
-       O_AID };
+       O_AID, O_WBC, O_HOLDTO };
 
 static void parse_args(int argc, char **argv, char **backing, char **mnt)
 {
@@ -1073,6 +1113,8 @@ static void parse_args(int argc, char **argv, char **backing, char **mnt)
 		{"auto-inval-data", required_argument, NULL, O_AID},
 		{"stats", required_argument, NULL, O_STATS},
 		{"arrivals", required_argument, NULL, O_ARRIVALS},
+		{"writeback-cache", no_argument, NULL, O_WBC},
+		{"hold-trunc-open-us", required_argument, NULL, O_HOLDTO},
 		{"foreground", no_argument, NULL, O_FG},
 		{"pidfile", required_argument, NULL, O_PID},
 		{"debug", no_argument, NULL, O_DEBUG},
@@ -1122,6 +1164,11 @@ static void parse_args(int argc, char **argv, char **backing, char **mnt)
 			break;
 		case O_STATS: opt.stats_path = abspath(optarg); break;
 		case O_ARRIVALS: opt.arrivals_path = abspath(optarg); break;
+		case O_WBC: opt.writeback_cache = 1; break;
+		case O_HOLDTO:
+			opt.hold_trunc_open_us =
+				parse_num("hold-trunc-open-us", optarg, 0, hour);
+			break;
 		case O_FG: opt.foreground = 1; break;
 		case O_PID: opt.pidfile = abspath(optarg); break;
 		case O_DEBUG: opt.debug = opt.foreground = 1; break;
@@ -1218,7 +1265,7 @@ int main(int argc, char **argv)
 		arrivals_fd = open(opt.arrivals_path,
 				   O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (arrivals_fd < 0 ||
-		    pwrite(arrivals_fd, &arrivals, sizeof(arrivals), 0) != sizeof(arrivals))
+		    pwrite(arrivals_fd, arrivals, sizeof(arrivals), 0) != sizeof(arrivals))
 			die(2, "arrivals file '%s': %s", opt.arrivals_path, strerror(errno));
 	}
 	/* FUSE happily mounts over a regular file; our root is a directory. */

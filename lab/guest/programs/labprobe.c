@@ -55,6 +55,7 @@
 "                       [--presize=BYTES] [--direct] [--verify] [--rlimit-fsize=BYTES]\n" \
 "                       [--aio] [--mmap] [--segments=K] [--gate=PATH --gate-after=K]\n" \
 "                       [--rwf-dsync] [--odsync] [--gate-open] [--flip-direct]\n" \
+"                       [--gate=PATH --trunc-open]\n" \
 "       labprobe append --file=F --writers=N --records=M --record=B [--direct]\n" \
 "                       [--presize=BYTES] [--stale] [--rwf-append] [--rwf-dsync]\n" \
 "                       [--odsync]\n" \
@@ -131,16 +132,16 @@ enum { OF_FILE, OF_WRITERS, OF_BLOCK, OF_BASE, OF_STRIDE, OF_PRESIZE,
        OF_RECORDS, OF_RECORD, OF_TRUNCTO, OF_DELAY, OF_SIZE, OF_COUNT,
        OF_RLIMIT, OF_DIRECT, OF_VERIFY, OF_STALE, OF_AIO, OF_MMAP,
        OF_SEGMENTS, OF_GATE, OF_GATEAFTER, OF_RWFAPPEND, OF_RWFDSYNC, OF_ODSYNC,
-       OF_GATEOPEN, OF_FLIPDIRECT, OF_N };
+       OF_GATEOPEN, OF_FLIPDIRECT, OF_TRUNCOPEN, OF_N };
 static const char *const optname[OF_N] = {
 	"file", "writers", "block", "base", "stride", "presize", "records",
 	"record", "truncate-to", "writer-delay-ms", "size", "count",
 	"rlimit-fsize", "direct", "verify", "stale", "aio", "mmap",
 	"segments", "gate", "gate-after", "rwf-append", "rwf-dsync", "odsync",
-	"gate-open", "flip-direct" };
+	"gate-open", "flip-direct", "trunc-open" };
 #define B(x) (1u << OF_##x)
 #define FLAG_OPTS (B(DIRECT) | B(VERIFY) | B(STALE) | B(AIO) | B(MMAP) | B(RWFAPPEND) | \
-		   B(RWFDSYNC) | B(ODSYNC) | B(GATEOPEN) | B(FLIPDIRECT))
+		   B(RWFDSYNC) | B(ODSYNC) | B(GATEOPEN) | B(FLIPDIRECT) | B(TRUNCOPEN))
 
 static unsigned seen;
 static uint64_t val[OF_N];
@@ -195,7 +196,10 @@ static void parse_opts(int argc, char **argv, unsigned allowed, unsigned require
 		usage("--segments must be 1..%d", MAX_SEGMENTS);
 	if (has(OF_STALE) && has(OF_RWFAPPEND))
 		usage("--stale and --rwf-append exclude each other");
-	if (has(OF_GATE) != has(OF_GATEAFTER))
+	if (has(OF_TRUNCOPEN) && (!has(OF_GATE) || has(OF_GATEAFTER)))
+		usage("--trunc-open waits on the server's arrivals: give --gate, "
+		      "without --gate-after");
+	if (has(OF_GATE) != (has(OF_GATEAFTER) || has(OF_TRUNCOPEN)))
 		usage("--gate and --gate-after go together");
 	if (has(OF_GATEAFTER) && (val[OF_GATEAFTER] < 1 || val[OF_GATEAFTER] >= val[OF_WRITERS]))
 		usage("--gate-after must be 1..writers-1");
@@ -358,11 +362,14 @@ static int gate_timed_out;
 static double gate_opened_ms = -1;
 static pthread_mutex_t gate_mtx = PTHREAD_MUTEX_INITIALIZER;
 
-static uint64_t gate_count(void)
+/* labfs --arrivals: WRITEs at word 0, held truncating OPENs at word 1. */
+enum { ARRIVED_WRITE, ARRIVED_TRUNC_OPEN };
+
+static uint64_t arrived(int word)
 {
 	uint64_t v = 0;
 	int fd = open(gate, O_RDONLY);
-	if (fd < 0 || pread(fd, &v, sizeof(v), 0) != sizeof(v))
+	if (fd < 0 || pread(fd, &v, sizeof(v), (off_t)(word * sizeof(v))) != sizeof(v))
 		die("--gate %s: cannot read the server's arrivals count: %s", gate,
 		    strerror(errno));
 	close(fd);
@@ -372,7 +379,7 @@ static uint64_t gate_count(void)
 static void wait_gate(void)
 {
 	double until = now_ms() + GATE_WAIT_MS;
-	while (gate_count() < gate_base + val[OF_GATEAFTER]) {
+	while (arrived(ARRIVED_WRITE) < gate_base + val[OF_GATEAFTER]) {
 		if (now_ms() > until) {
 			gate_timed_out = 1;
 			break;
@@ -451,10 +458,10 @@ static int wait_blocked(pid_t *tid, int *done)
 
 static void *opener_thread(void *arg)
 {
-	(void)arg;
+	int flags = *(const int *)arg;
 	__atomic_store_n(&opener.tid, gettid(), __ATOMIC_RELEASE);
 	opener.start_ms = now_ms();
-	opener.fd = open(file, O_RDONLY);
+	opener.fd = open(file, flags);
 	opener.err = opener.fd < 0 ? errno : 0;
 	opener.end_ms = now_ms();
 	__atomic_store_n(&opener.done, 1, __ATOMIC_RELEASE);
@@ -465,7 +472,8 @@ static void at_gate(void)
 {
 	wait_gate();
 	if (has(OF_GATEOPEN)) {
-		int e = pthread_create(&opener.thread, NULL, opener_thread, NULL);
+		static const int read_only = O_RDONLY;
+		int e = pthread_create(&opener.thread, NULL, opener_thread, (void *)&read_only);
 		if (e)
 			die("pthread_create: %s", strerror(e));
 		opener.started = 1;
@@ -492,6 +500,69 @@ static void at_gate(void)
 			flip.flipped_ms = now_ms();
 		}
 	}
+}
+
+/*
+ * --trunc-open: before the writers go, another thread opens --file with
+ * O_WRONLY|O_TRUNC, and the writers start only once the server holds that
+ * OPEN (labfs --hold-trunc-open-us counts it in the arrivals file's second
+ * word). Under writeback caching the kernel holds the inode lock across such
+ * an open, up to its switch to caching I/O mode, so every writer enters the
+ * kernel while the opener has the lock: whatever a writer does before it
+ * takes the lock (from 6.9, the uncached I/O count that a caching open waits
+ * to drain) happens while the open still has to make that switch. A writer
+ * never seen waiting (state D) before the open returned did not meet it, and
+ * the round did not ask its question.
+ */
+static struct {
+	int held, blocked;
+	double held_ms, blocked_ms;
+} trunc_open = { .held_ms = -1, .blocked_ms = -1 };
+
+static void trunc_open_first(void)
+{
+	static const int truncating = O_WRONLY | O_TRUNC;
+	uint64_t base = arrived(ARRIVED_TRUNC_OPEN);
+	int e = pthread_create(&opener.thread, NULL, opener_thread, (void *)&truncating);
+	if (e)
+		die("pthread_create: %s", strerror(e));
+	opener.started = 1;
+	double until = now_ms() + GATE_WAIT_MS;
+	while (!(trunc_open.held = arrived(ARRIVED_TRUNC_OPEN) > base) &&
+	       !__atomic_load_n(&opener.done, __ATOMIC_ACQUIRE) && now_ms() < until)
+		usleep(1000);
+	trunc_open.held_ms = now_ms();
+}
+
+/* After the writers went: count those seen waiting while the open had not
+ * returned. */
+static void trunc_open_watch(void)
+{
+	for (unsigned i = 0; i < nw; i++) {
+		if (!wait_blocked(&W[i].tid, &W[i].finished))
+			continue;
+		double t = now_ms();
+		if (__atomic_load_n(&opener.done, __ATOMIC_ACQUIRE) && t >= opener.end_ms)
+			continue;
+		trunc_open.blocked++;
+		trunc_open.blocked_ms = t;
+	}
+}
+
+static void emit_trunc_open(void)
+{
+	pthread_join(opener.thread, NULL);
+	jopen("trunc_open", '{');
+	kbool("held", trunc_open.held);
+	kms("held_ms", trunc_open.held_ms);
+	kint("writers_blocked", trunc_open.blocked);
+	kms("blocked_ms", trunc_open.blocked_ms);
+	kerrno("errno", opener.err);
+	kms("start_ms", opener.start_ms);
+	kms("end_ms", opener.end_ms);
+	jclose('}');
+	if (opener.fd >= 0)
+		close(opener.fd);
 }
 
 static void emit_gate_actions(void)
@@ -660,12 +731,16 @@ static void run_writers(int mode, uint64_t base, uint64_t stride, size_t len,
 	pthread_barrier_wait(&bar_ready);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (gate)
-		gate_base = gate_count();
+		gate_base = arrived(ARRIVED_WRITE);
 	if (between)
 		between();
+	if (has(OF_TRUNCOPEN))
+		trunc_open_first();
 	pthread_barrier_wait(&bar_go);
 	if (has(OF_GATEOPEN) || has(OF_FLIPDIRECT))
 		at_gate();
+	if (has(OF_TRUNCOPEN))
+		trunc_open_watch();
 	for (unsigned i = 0; i < nw; i++)
 		pthread_join(tids[i], NULL);
 	for (unsigned i = 0; i < nw; i++)
@@ -851,7 +926,10 @@ static void cmd_pwrite(void)
 	kint("segments", has(OF_SEGMENTS) ? val[OF_SEGMENTS] : 1);
 	kbool("rwf_dsync", has(OF_RWFDSYNC));
 	kbool("odsync", has(OF_ODSYNC));
-	if (gate) {
+	if (has(OF_TRUNCOPEN)) {
+		kstr("gate", NULL);
+		emit_trunc_open();
+	} else if (gate) {
 		jopen("gate", '{');
 		kint("after", val[OF_GATEAFTER]);
 		kbool("timed_out", gate_timed_out);
@@ -1216,7 +1294,7 @@ static const struct {
 	{ "pwrite", cmd_pwrite, B(FILE) | B(WRITERS) | B(BLOCK),
 	  B(BASE) | B(STRIDE) | B(DIRECT) | B(PRESIZE) | B(VERIFY) | B(RLIMIT) | B(AIO) |
 	  B(MMAP) | B(SEGMENTS) | B(GATE) | B(GATEAFTER) | B(RWFDSYNC) | B(ODSYNC) |
-	  B(GATEOPEN) | B(FLIPDIRECT) },
+	  B(GATEOPEN) | B(FLIPDIRECT) | B(TRUNCOPEN) },
 	{ "append", cmd_append, B(FILE) | B(WRITERS) | B(RECORDS) | B(RECORD),
 	  B(DIRECT) | B(PRESIZE) | B(STALE) | B(RWFAPPEND) | B(RWFDSYNC) | B(ODSYNC) },
 	{ "truncate-race", cmd_truncate_race,
