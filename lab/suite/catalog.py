@@ -221,16 +221,18 @@ def _truncating_open(ctx: CaseContext) -> tuple[list[str], dict[str, Any]]:
     """Under writeback caching a truncating page-cache open holds the inode
     lock while the server answers it. Direct writers made ready inside the
     file begin while the server holds that open: they wait for the lock, then
-    find the file empty, so their writes now extend it and must go alone. From
-    6.9 the open also switches the inode to caching I/O mode before it drops
-    the lock, waiting for uncached writes in flight to drain: a writer that
+    find the file empty, so their writes now extend it and must go alone (the
+    re-check of EOF under the shared lock; from 6.9 the caching open, still
+    held, makes them exclusive too). From 6.9 the open also switches the inode
+    to caching I/O mode before it drops the lock, waiting for uncached writes
+    in flight to drain: a writer that
     counted itself uncached before taking the lock would wait for the opener
     while the opener waits for it (a hang, which the lab reports with the
     kernel's hung-task evidence). The same on every generation.
 
     The file's size afterwards is not judged: the VFS truncates i_size again
-    once the open has returned (ATTR_OPEN, which the server is not asked
-    about under atomic O_TRUNC), so on a kernel whose writers keep the lock
+    after ->open and before open(2) returns (ATTR_OPEN, which the server is
+    not asked about under atomic O_TRUNC), so on a kernel whose writers keep the lock
     through their WRITE the kernel says 0 bytes where the server holds them:
     upstream's behaviour on every generation, and not this feature's."""
     n = TRUNC_OPEN_WRITERS

@@ -155,3 +155,11 @@ def test_trunc_open_needs_the_arrivals_and_no_gate_after(labprobe, tmp_path, ext
                           "--block=4k", "--trunc-open", *gate, *extra], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 2 and "--trunc-open waits on the server's arrivals" in run.stderr
+
+
+@pytest.mark.parametrize("action", ["--gate-open", "--flip-direct"])
+def test_trunc_open_is_no_gate_action(labprobe, tmp_path, action):
+    run = subprocess.run([str(labprobe), "pwrite", f"--file={tmp_path / 'f'}", "--writers=2",
+                          "--block=4k", f"--gate={tmp_path / 'arrivals'}", "--trunc-open",
+                          action], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--trunc-open excludes" in run.stderr

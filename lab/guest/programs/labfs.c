@@ -442,8 +442,8 @@ static void forget_one(fuse_ino_t ino, uint64_t n)
  * take the reply (the opener was interrupted), so the caller must undo the
  * open; no RELEASE (nor FORGET, for CREATE) will come for it.
  */
-/* --hold-trunc-open-us: an open with O_TRUNC is answered in caching mode,
- * N us late. Under writeback caching the kernel holds the inode lock across
+/* --hold-trunc-open-us: an OPEN with O_TRUNC (an existing file; a CREATE is
+ * left alone) is answered in caching mode, N us late. Under writeback caching the kernel holds the inode lock across
  * such an open (FUSE_OPEN, then the switch to caching I/O mode), so direct
  * writers that begin meanwhile wait for it: the order of the lock and the
  * I/O mode's counters is then what a case sees. */
@@ -459,8 +459,6 @@ static int wants_direct(const struct fuse_file_info *fi)
 {
 	if (opt.cached_readers && (fi->flags & O_ACCMODE) == O_RDONLY)
 		return 0;
-	if (is_held_trunc_open(fi))
-		return 0;
 	return opt.direct_io;
 }
 
@@ -475,9 +473,10 @@ static uint32_t open_flags(int direct)
 	       (opt.parallel_dw ? FOPEN_PARALLEL_DIRECT_WRITES : 0);
 }
 
-static int reply_open(fuse_req_t req, struct fuse_file_info *fi, int fd)
+static int reply_open(fuse_req_t req, struct fuse_file_info *fi, int fd,
+		      int direct)
 {
-	int direct = wants_direct(fi);
+	(void)fi; /* the libfuse variant passes the flags through it */
 	struct fuse_open_out oo = {
 		.fh = (uint64_t)fd,
 		.open_flags = open_flags(direct),
@@ -524,10 +523,11 @@ static int reply_create(fuse_req_t req, const struct fuse_entry_param *e,
 	return fuse_reply_buf(req, (const char *)&out, sizeof(out));
 }
 #else
-static int reply_open(fuse_req_t req, struct fuse_file_info *fi, int fd)
+static int reply_open(fuse_req_t req, struct fuse_file_info *fi, int fd,
+		      int direct)
 {
 	fi->fh = fd;
-	fi->direct_io = wants_direct(fi);
+	fi->direct_io = direct;
 	fi->parallel_direct_writes = opt.parallel_dw;
 	return fuse_reply_open(req, fi);
 }
@@ -543,11 +543,15 @@ static int reply_create(fuse_req_t req, const struct fuse_entry_param *e,
 #endif
 
 /* Backing fds never get O_APPEND (the kernel already sends the final
- * offset; we pwrite there) nor O_DIRECT (alignment is not our business). */
+ * offset; we pwrite there) nor O_DIRECT (alignment is not our business).
+ * Under writeback caching the kernel may READ through a write-only open
+ * (to fill a partly written page), so those are opened read-write. */
 static int backing_flags(int flags)
 {
-	return (flags & ~(O_APPEND | O_DIRECT | O_CREAT | O_EXCL | O_NOCTTY)) |
-	       O_CLOEXEC;
+	flags &= ~(O_APPEND | O_DIRECT | O_CREAT | O_EXCL | O_NOCTTY);
+	if (opt.writeback_cache && (flags & O_ACCMODE) == O_WRONLY)
+		flags = (flags & ~O_ACCMODE) | O_RDWR;
+	return flags | O_CLOEXEC;
 }
 
 /* ------------------------------------------------------------------ */
@@ -759,7 +763,7 @@ static void lab_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pthread_mutex_unlock(&glob_mtx);
 		sleep_us(opt.hold_trunc_open_us);
 	}
-	if (reply_open(req, fi, fd))
+	if (reply_open(req, fi, fd, is_held_trunc_open(fi) ? 0 : wants_direct(fi)))
 		close(fd);
 }
 
@@ -1029,8 +1033,8 @@ static const char usage_text[] =
 	"  --auto-inval-data=on|off        FUSE_CAP_AUTO_INVAL_DATA, libfuse's\n"
 	"                                  default (on)\n"
 	"  --writeback-cache               FUSE_CAP_WRITEBACK_CACHE (off)\n"
-	"  --hold-trunc-open-us=N          answer O_TRUNC opens N us late, in\n"
-	"                                  caching mode (0: off)\n"
+	"  --hold-trunc-open-us=N          answer OPENs with O_TRUNC N us late,\n"
+	"                                  in caching mode (0: off)\n"
 	"  --arrivals=PATH                 requests received so far, native\n"
 	"                                  uint64s in PATH: WRITEs at offset 0,\n"
 	"                                  held O_TRUNC opens at offset 8\n"

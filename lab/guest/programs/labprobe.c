@@ -199,6 +199,8 @@ static void parse_opts(int argc, char **argv, unsigned allowed, unsigned require
 	if (has(OF_TRUNCOPEN) && (!has(OF_GATE) || has(OF_GATEAFTER)))
 		usage("--trunc-open waits on the server's arrivals: give --gate, "
 		      "without --gate-after");
+	if (has(OF_TRUNCOPEN) && (has(OF_GATEOPEN) || has(OF_FLIPDIRECT)))
+		usage("--trunc-open excludes --gate-open and --flip-direct");
 	if (has(OF_GATE) != (has(OF_GATEAFTER) || has(OF_TRUNCOPEN)))
 		usage("--gate and --gate-after go together");
 	if (has(OF_GATEAFTER) && (val[OF_GATEAFTER] < 1 || val[OF_GATEAFTER] >= val[OF_WRITERS]))
@@ -535,7 +537,9 @@ static void trunc_open_first(void)
 }
 
 /* After the writers went: count those seen waiting while the open had not
- * returned. */
+ * returned. open(2) returns only after the VFS's own truncate, which may wait
+ * behind a writer's WRITE, so a writer counted here may be waiting for its
+ * reply: the caller also checks when (blocked_ms against the server's hold). */
 static void trunc_open_watch(void)
 {
 	for (unsigned i = 0; i < nw; i++) {
@@ -659,7 +663,7 @@ static void *writer_thread(void *arg)
 	__atomic_store_n(&w->tid, gettid(), __ATOMIC_RELEASE);
 	pthread_barrier_wait(&bar_ready);
 	pthread_barrier_wait(&bar_go);
-	if (gate && w->idx >= val[OF_GATEAFTER]) {
+	if (has(OF_GATEAFTER) && w->idx >= val[OF_GATEAFTER]) {
 		wait_gate();
 		while (!__atomic_load_n(&late_go, __ATOMIC_ACQUIRE))
 			usleep(1000);
