@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -61,12 +64,21 @@ def test_a_patch_with_mismatched_unlock_fails_and_the_lab_cleans_up(tmp_path, no
     """`lab test` on a broken patch: exit 1 (the kernel failed), the failed
     case carries the kernel's report, the next case runs on a fresh VM."""
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "test",
-         "--patch", str(ROOT / "tests/data/patches/unlock-mismatch.patch"),
-         "--expect", "parallel-direct-writes", "-k", "parallel-nonextending,flag-off",
-         "--results", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=2000)
+    # The run's own temp folder, so that other lab runs on the host (whose VM
+    # folders are also /tmp/lab-user-*) do not count; short, for QMP's sockets.
+    scratch = Path(tempfile.mkdtemp(prefix="lt-"))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lab.cli", "test",
+             "--patch", str(ROOT / "tests/data/patches/unlock-mismatch.patch"),
+             "--expect", "parallel-direct-writes", "-k", "parallel-nonextending,flag-off",
+             "--results", str(out), "--fresh"],  # the kernel's failure, not a cached verdict
+            cwd=ROOT, capture_output=True, text=True, timeout=2000,
+            env={**os.environ, "TMPDIR": str(scratch)})
+        left = sorted(p.name for p in scratch.iterdir())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert not left, f"the run left {left} in its temp folder"
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads((out / "results.json").read_text())
     checks = {c["name"]: c for c in data["checks"] if c["variant"] == "user"}
@@ -77,4 +89,3 @@ def test_a_patch_with_mismatched_unlock_fails_and_the_lab_cleans_up(tmp_path, no
     assert checks["flag-off"]["passed"], checks["flag-off"]
     junit = (out / "junit.xml").read_text()
     assert "parallel-nonextending" in junit and "failure" in junit
-    assert not list(Path("/tmp").glob("lab-user-*"))
