@@ -553,36 +553,50 @@ static void trunc_open_watch(void)
 	}
 }
 
+/* The opener's outcome, the same members under --gate-open and --trunc-open;
+ * its thread joined first, its fd closed after. */
+static void emit_opener_outcome(void)
+{
+	kerrno("errno", opener.err);
+	kms("start_ms", opener.start_ms);
+	kms("end_ms", opener.end_ms);
+}
+
+static void join_opener(void)
+{
+	if (opener.started)
+		pthread_join(opener.thread, NULL);
+}
+
+static void close_opener(void)
+{
+	if (opener.fd >= 0)
+		close(opener.fd);
+}
+
 static void emit_trunc_open(void)
 {
-	pthread_join(opener.thread, NULL);
+	join_opener();
 	jopen("trunc_open", '{');
 	kbool("held", trunc_open.held);
 	kms("held_ms", trunc_open.held_ms);
 	kint("writers_blocked", trunc_open.blocked);
 	kms("blocked_ms", trunc_open.blocked_ms);
-	kerrno("errno", opener.err);
-	kms("start_ms", opener.start_ms);
-	kms("end_ms", opener.end_ms);
+	emit_opener_outcome();
 	jclose('}');
-	if (opener.fd >= 0)
-		close(opener.fd);
+	close_opener();
 }
 
 static void emit_gate_actions(void)
 {
 	if (has(OF_GATEOPEN)) {
-		if (opener.started)
-			pthread_join(opener.thread, NULL);
+		join_opener();
 		jopen("open", '{');
 		kbool("blocked", opener.blocked);
 		kms("blocked_ms", opener.blocked_ms);
-		kerrno("errno", opener.err);
-		kms("start_ms", opener.start_ms);
-		kms("end_ms", opener.end_ms);
+		emit_opener_outcome();
 		jclose('}');
-		if (opener.fd >= 0)
-			close(opener.fd);
+		close_opener();
 	}
 	if (flip.asked) {
 		jopen("flip", '{');
