@@ -29,15 +29,19 @@ include:
       expect: parallel-direct-writes
       cases: parallel-nonextending
       accel: auto
+      cache-dir: {cache}
 """
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LAB_CACHE") or cache.default_root())
 
 
 def pipeline(repo: Path, base: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(GITLAB_CI_LOCAL), "--force-shell-executor", "--no-color",
          "--variable", "CI_PIPELINE_SOURCE=merge_request_event",
-         "--variable", f"CI_MERGE_REQUEST_DIFF_BASE_SHA={base}",
-         "--variable", f"LAB_CACHE={os.environ.get('LAB_CACHE') or cache.default_root()}"],
+         "--variable", f"CI_MERGE_REQUEST_DIFF_BASE_SHA={base}"],
         cwd=repo, capture_output=True, text=True, timeout=2200, check=False)
 
 
@@ -53,7 +57,7 @@ def mr_repo(kernel_repo, git) -> dict[str, str | Path]:
         git(repo, "checkout", "-q", "-B", f"mr-{name}", str(kernel_repo[name]))
         (repo / "templates").mkdir(exist_ok=True)
         shutil.copy(REPO / "templates" / "kernel-ab.yml", repo / "templates" / "kernel-ab.yml")
-        (repo / ".gitlab-ci.yml").write_text(CALLER)
+        (repo / ".gitlab-ci.yml").write_text(CALLER.format(cache=cache_dir()))
         git(repo, "add", "-f", ".gitlab-ci.yml", "templates")  # Debian ignores "/*"
         git(repo, "commit", "-qm", "ci: kernel-lab A/B on merge requests")
         heads[name] = git(repo, "rev-parse", "HEAD")
@@ -78,6 +82,7 @@ def test_a_merge_request_pipeline_passes_with_the_patch_and_fails_without(
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-6000:]
     assert " PASS  kernel-lab-ab" in log
+    assert f"kernel-lab cache: {cache_dir()} (" in log  # the component's `cache-dir`
     summary = (repo / "results" / "ab-summary.md").read_text()
     assert summary.startswith("## kernel-lab A/B: passed (exit 0)")
     assert (repo / "results" / "ab" / "junit.xml").is_file()
@@ -87,6 +92,10 @@ def test_a_merge_request_pipeline_passes_with_the_patch_and_fails_without(
     run = pipeline(repo, str(kernel_repo["base"]))
     log = run.stdout + run.stderr
     assert run.returncode != 0 and " FAIL  kernel-lab-ab" in log, log[-6000:]
+    # The next pipeline of the merge request keeps the lab's cache and
+    # rebuilds only its head: the base's kernel is the one built before.
+    assert f"kernel-lab cache: {cache_dir()} (kept from earlier pipelines)" in log
+    assert "kernel baseline: cached" in log
     summary = (repo / "results" / "ab-summary.md").read_text()
     assert "#### FAIL parallel-nonextending on patched" in summary
     assert "#### FAIL parallel-nonextending on patched" in log  # after_script shows it

@@ -460,3 +460,16 @@ def test_the_gitlab_component_has_inputs_and_a_valid_job(tmp_path: Path):
     # Inputs reach the script as variables only, never spliced into a command.
     assert all("$[[" not in line for line in jobs["kernel-lab-ab"]["script"])
     assert jobs["kernel-lab-ab"]["artifacts"]["reports"]["junit"] == "results/ab/junit.xml"
+
+
+def test_the_gitlab_component_keeps_the_labs_cache_at_a_fixed_path(gitlab):
+    ruamel = pytest.importorskip("ruamel.yaml")
+    spec, jobs = ruamel.YAML(typ="safe").load_all(GITLAB_AB.read_text())
+    default = spec["spec"]["inputs"]["cache-dir"]["default"]
+    # The same fixed host path as the lab's own pipeline (a runner volume),
+    # never under the project folder, which moves with the runner slot.
+    assert default == gitlab["variables"]["LAB_CACHE"]
+    job = jobs["kernel-lab-ab"]
+    assert job["variables"]["LAB_CACHE"] == "$[[ inputs.cache-dir ]]"
+    assert "cache" not in job
+    assert f'volumes = ["{default}:{default}"]' in GITLAB_AB.read_text()
