@@ -10,23 +10,25 @@
 set -euo pipefail
 SRC=${1:?kernel source}
 CONFIG=${2:?a .config the lab built with}
-O=/tmp/ccache-o
-export CCACHE_DIR=/tmp/ccache-dir KBUILD_BUILD_USER=kernel-lab \
+# A folder of its own (the build folder keeps one path across the three runs:
+# kbuild records it); kept with its logs if a build fails.
+WORK=$(mktemp -d /tmp/ccache-measure.XXXXXX)
+O=$WORK/o
+export CCACHE_DIR=$WORK/ccache KBUILD_BUILD_USER=kernel-lab \
 	KBUILD_BUILD_HOST=kernel-lab KBUILD_BUILD_TIMESTAMP=kernel-lab
 run() {  # name, make args...
-	local name=$1; shift
+	local name=$1 t0 t1; shift
 	rm -rf "$O"; mkdir -p "$O"; cp "$CONFIG" "$O/.config"
-	local t0=$(date +%s.%N)
-	make -s -C "$SRC" O="$O" -j2 "$@" olddefconfig >/tmp/ccache-$name.log 2>&1
-	make -s -C "$SRC" O="$O" -j2 "$@" prepare fs/ mm/ kernel/ >>/tmp/ccache-$name.log 2>&1
-	local t1=$(date +%s.%N)
+	t0=$(date +%s.%N)
+	make -s -C "$SRC" O="$O" -j2 "$@" olddefconfig >"$WORK/$name.log" 2>&1
+	make -s -C "$SRC" O="$O" -j2 "$@" prepare fs/ mm/ kernel/ >>"$WORK/$name.log" 2>&1
+	t1=$(date +%s.%N)
 	printf '%-12s %6.1f s  load %s  build folder %s\n' "$name" "$(echo "$t1 - $t0" | bc)" \
 		"$(cut -d' ' -f1-3 /proc/loadavg)" "$(du -sh "$O" | cut -f1)"
 }
-rm -rf "$CCACHE_DIR"
 run plain
 run ccache-cold CC="ccache gcc"
 run ccache-warm CC="ccache gcc"
 ccache -s | grep -E "Hits|Misses|Cache size" || true
 echo "ccache dir: $(du -sh "$CCACHE_DIR" | cut -f1)"
-rm -rf "$O" "$CCACHE_DIR"
+rm -rf "$WORK"

@@ -446,9 +446,16 @@ def test_ab_summary_leads_with_the_outcome_and_names_failed_checks(tmp_path: Pat
 GITLAB_AB = REPO / "templates" / "kernel-ab.yml"
 
 
-def test_the_gitlab_component_has_inputs_and_a_valid_job(tmp_path: Path):
+@pytest.fixture()
+def component() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The GitLab component's two documents: its `spec:` and its jobs."""
     ruamel = pytest.importorskip("ruamel.yaml")
     spec, jobs = ruamel.YAML(typ="safe").load_all(GITLAB_AB.read_text())
+    return spec, jobs
+
+
+def test_the_gitlab_component_has_inputs_and_a_valid_job(component, tmp_path: Path):
+    spec, jobs = component
     inputs = spec["spec"]["inputs"]
     assert {"lab-repository", "lab-ref", "expect", "kconfig", "cases", "accel"} <= set(inputs)
     # The job alone, with the inputs' places filled, against GitLab's schema.
@@ -462,9 +469,8 @@ def test_the_gitlab_component_has_inputs_and_a_valid_job(tmp_path: Path):
     assert jobs["kernel-lab-ab"]["artifacts"]["reports"]["junit"] == "results/ab/junit.xml"
 
 
-def test_the_gitlab_component_keeps_the_labs_cache_at_a_fixed_path(gitlab):
-    ruamel = pytest.importorskip("ruamel.yaml")
-    spec, jobs = ruamel.YAML(typ="safe").load_all(GITLAB_AB.read_text())
+def test_the_gitlab_component_keeps_the_labs_cache_at_a_fixed_path(component, gitlab):
+    spec, jobs = component
     default = spec["spec"]["inputs"]["cache-dir"]["default"]
     # The same fixed host path as the lab's own pipeline (a runner volume),
     # never under the project folder, which moves with the runner slot.
